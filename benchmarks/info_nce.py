@@ -39,14 +39,24 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pyg_mentor.nn.functional import info_nce
-from pyg_mentor.utils.bench import save_result
+from pyg_mentor.nn.functional import auto_chunk_size, info_nce
+from pyg_mentor.utils.bench import available_bytes, fmt_bytes, save_result, status_bytes
 
 # (name, rows): MENTOR's InfoNCE runs over all users and over all items.
 SHAPES = [('Baby users', 19445), ('Baby items', 7050)]
 FULL_SHAPES = [('Sports users', 35598)]
 QUICK_SHAPES = [('quick', 600)]
-DEFAULT_CHUNK: int = inspect.signature(info_nce).parameters['chunk_size'].default
+DEFAULT_CHUNK: int | str = inspect.signature(info_nce).parameters['chunk_size'].default
+
+
+def chunk_arg(text: str) -> int | str:
+    """A ``--chunk-sizes`` value: a positive integer or ``auto``."""
+    if text == 'auto':
+        return text
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'chunk size must be >= 1 or auto (got {text})')
+    return value
 
 
 def make_views(rows: int, dim: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -75,34 +85,15 @@ def estimate_bytes(rows: int, dim: int, chunk_size: int | None, backward: bool) 
     return (min(chunk_size, rows) * rows + 8 * rows * (dim + 1)) * 4
 
 
-def available_bytes() -> int | None:
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _status_bytes(key: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
 def probe_memory(rows: int, dim: int, chunk_size: int | None, backward: bool, tau: float) -> int:
     """Run in a fresh process: peak RSS growth (bytes) of one call."""
     a, b = make_views(rows, dim, seed=0)
     run_once(a[:64], b[:64], tau, chunk_size, backward)  # lazy initialisation
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # reset the high-water mark VmHWM
-    base = _status_bytes('VmRSS:')
+    base = status_bytes('VmRSS:')
     run_once(a, b, tau, chunk_size, backward)
-    return _status_bytes('VmHWM:') - base
+    return status_bytes('VmHWM:') - base
 
 
 def measure_memory(
@@ -135,19 +126,17 @@ def max_rel_diff(x: Tensor, y: Tensor) -> float:
     return float((x.double() - y.double()).abs().max() / y.double().abs().max())
 
 
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return 'n/a'
-    return f'{n / 2**30:.2f} GB' if n >= 2**30 else f'{n / 2**20:.0f} MB'
-
-
 def bench_cell(
     shape_name: str, a: Tensor, b: Tensor, backward: bool, args: argparse.Namespace
 ) -> list[dict]:
     """Times dense and every chunk size on one shape, one pass, interleaved."""
     rows, dim = a.shape
     methods: dict[str, int | None] = {'dense': None}
-    methods.update({f'chunked {c}': c for c in args.chunk_sizes})
+    for c in args.chunk_sizes:
+        if c == 'auto':
+            methods[f'chunked auto ({auto_chunk_size(rows)})'] = auto_chunk_size(rows)
+        else:
+            methods[f'chunked {c}'] = c
     avail = available_bytes()
     dense_bytes = estimate_bytes(rows, dim, None, backward)
     skipped = None
@@ -194,8 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument('--dim', type=int, default=128)
     parser.add_argument('--tau', type=float, default=0.2)
     parser.add_argument(
-        '--chunk-sizes', type=int, nargs='+', default=[DEFAULT_CHUNK],
-        help=f'chunk sizes to time (default: {DEFAULT_CHUNK})',
+        '--chunk-sizes', type=chunk_arg, nargs='+', default=[DEFAULT_CHUNK],
+        help=f'chunk sizes to time, integers or auto (default: {DEFAULT_CHUNK})',
     )  # fmt: skip
     parser.add_argument('--repeat', type=int, default=5)
     parser.add_argument('--seed', type=int, default=0)
@@ -225,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     shapes = SHAPES + (FULL_SHAPES if args.full else [])
     if args.quick:
         shapes, args.repeat = QUICK_SHAPES, 1
-        args.chunk_sizes = [c for c in args.chunk_sizes if c < QUICK_SHAPES[0][1]] or [128]
+        rows = QUICK_SHAPES[0][1]  # only chunk sizes that do split the quick shape
+        args.chunk_sizes = [c for c in args.chunk_sizes if (
+            auto_chunk_size(rows) if c == 'auto' else c) < rows] or [128]
 
     results = []
     for shape_name, rows in shapes:

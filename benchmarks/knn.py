@@ -37,17 +37,15 @@ baseline finds the same neighbours.)
 Above ``--sample-above`` items (the 1M cell of ``--full``), a full exact search
 would take about an hour, so exact search runs for ``--sample-queries`` random
 items only: they are the recall reference, and the exact build time is
-extrapolated from them (marked *est.*). ``knn_item_graph`` trains IVF k-means on
-all items (FAISS samples 256 per list, i.e. all of 1M items for its 4,000 lists),
-which takes minutes, and it has no option to train on fewer. These IVF cells
-therefore reproduce ``knn_item_graph`` with FAISS directly (same normalisation,
-default ``nlist``, spherical k-means, batching, short-list fallback and graph),
-but k-means trains on FAISS' random subsample of about ``--train-size`` items
-(``cp.max_points_per_centroid`` = ceil(train_size / nlist), at least 39). One
-index is trained and filled, the sample queries are searched with every
-``nprobe`` (build time estimated as train + fill + search time scaled to all
-items), and the smallest ``nprobe`` whose recall reaches ``--target-recall`` is
-then built in full and measured.
+extrapolated from them (marked *est.*). By default FAISS trains IVF k-means on up
+to 256 items per list, i.e. all of 1M items for the 4,000 default lists, which takes
+minutes; these cells use ``knn_item_graph(..., train_size=--train-size)``, which
+trains k-means on a seeded sample of about that many items
+(``cp.max_points_per_centroid`` = ceil(train_size / nlist), at least 39). To pick
+``nprobe``, one such index is trained and filled, the sample queries are searched
+with every ``nprobe`` (build time estimated as train + fill + search time scaled to
+all items; the same FAISS calls as ``knn_item_graph``), and the smallest ``nprobe``
+whose recall reaches ``--target-recall`` is then built in full and measured.
 
 Prints a markdown table and writes JSON to ``benchmarks/results/knn.json`` and
 the markdown (command and run time first) beside it (``.md``).
@@ -76,10 +74,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_mentor.utils.bench import save_result
+from pyg_mentor.utils.bench import available_bytes, fmt_bytes, save_result, status_bytes
 
-# With the private helpers knn_item_graph itself uses, so that the FAISS-direct cells
-# differ from it only in training on a sample.
+# With the private helpers knn_item_graph itself uses, so that the nprobe sweep on sample
+# queries runs the same FAISS calls as knn_item_graph(train_size=...).
 from pyg_mentor.utils.knn import NORMALIZE_EPS, _default_nlist, _self_first, knn_item_graph
 
 BABY_ITEMS = 7050
@@ -185,18 +183,6 @@ def ivf_search(index: faiss.Index, feats: np.ndarray, ids: np.ndarray, k: int,
     return nbrs
 
 
-def ivf_direct_graph(x: Tensor, k: int, nprobe: int,
-                     train_size: int) -> tuple[Tensor, Tensor]:
-    """``knn_item_graph(x, k, method='ivf', nprobe=nprobe)`` with k-means trained on
-    a sample of ``train_size`` items."""
-    feats = normalized_numpy(x)
-    index, _, _ = ivf_index(feats, train_size)
-    nbrs = ivf_search(index, feats, np.arange(len(feats)), k, nprobe)
-    row = nbrs.view(-1)
-    col = torch.arange(len(feats)).repeat_interleave(k)
-    return torch.stack([row, col]), torch.full((len(feats) * k,), 1.0 / k)
-
-
 def others(labels: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     """The first k - 1 neighbours of every row that are not the item itself."""
     labels = np.asarray(labels)
@@ -217,20 +203,12 @@ def recall(found: np.ndarray, exact: np.ndarray, chunk: int = 65536) -> float:
 # ---------------------------------------------------------------- one cell, forked
 
 
-def _status_bytes(key: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
 def _reset_peak() -> int | None:
     """Resets VmHWM to the current RSS; returns that RSS (None if unsupported)."""
     try:
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
-        return _status_bytes('VmRSS:')
+        return status_bytes('VmRSS:')
     except (OSError, KeyError):
         return None
 
@@ -239,8 +217,9 @@ def _graph(cell: dict, x: Tensor) -> tuple[Tensor, Tensor]:
     kind, k = cell['kind'], cell['k']
     if kind == 'dense':
         return dense_release(x, k)
-    if kind == 'ivf-direct':
-        return ivf_direct_graph(x, k, cell['nprobe'], cell['train_size'])
+    if kind == 'ivf-sampled-train':
+        return knn_item_graph(x, k, method='ivf', nprobe=cell['nprobe'],
+                              train_size=cell['train_size'])
     return knn_item_graph(x, k, method=kind, nprobe=cell.get('nprobe', 16))
 
 
@@ -256,7 +235,7 @@ def run_cell(feats: np.ndarray, cell: dict) -> dict:
     if kind in ('exact-sample', 'ivf-sample'):
         return _run_sampled(feats, cell)
     warm = x[:WARMUP_ITEMS]
-    if kind == 'ivf-direct':
+    if kind == 'ivf-sampled-train':
         _graph(dict(cell, kind='ivf', nprobe=1), warm)
     else:
         _graph(cell, warm)
@@ -264,7 +243,7 @@ def run_cell(feats: np.ndarray, cell: dict) -> dict:
     start = time.perf_counter()
     edge_index, _ = _graph(cell, x)
     seconds = time.perf_counter() - start
-    peak = _status_bytes('VmHWM:') - base if base is not None else None
+    peak = status_bytes('VmHWM:') - base if base is not None else None
     if cell.get('save'):
         nbrs = edge_index[0].view(-1, k).numpy()
         ids = np.arange(len(nbrs)) if cell.get('rows') is None else np.load(cell['rows'])
@@ -304,7 +283,7 @@ def _run_sampled(feats: np.ndarray, cell: dict) -> dict:
             nbrs = ivf_search(index, x, ids, k, nprobe)
             parts['search_s'][str(nprobe)] = time.perf_counter() - start
             np.save(cell['save'].format(nprobe=nprobe), others(nbrs.numpy(), ids, k))
-    peak = _status_bytes('VmHWM:') - base if base is not None else None
+    peak = status_bytes('VmHWM:') - base if base is not None else None
     return dict(parts=parts, peak_extra_bytes=peak)
 
 
@@ -374,25 +353,6 @@ class CellServer:
 
 
 # ------------------------------------------------------------------------- driver
-
-
-def available_bytes() -> int | None:
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def fmt_bytes(n: int | float | None) -> str:
-    if n is None:
-        return 'n/a'
-    if n >= 2**40:
-        return f'{n / 2**40:.1f} TiB'
-    return f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.0f} MiB'
 
 
 def fmt_seconds(s: float) -> str:
@@ -523,13 +483,13 @@ def _bench_sampled(server: CellServer, num_items: int, num_queries: int,
                                          train_size=args.train_size, save=ivf_path))
     p = out['parts']
     build_s = p['normalize_s'] + p['train_s'] + p['add_s']
-    label = f'FAISS direct, k-means on {train:,} items'
+    label = f'knn_item_graph(train_size={args.train_size:,}): k-means on {train:,} items'
     ivf_rows = []
     for nprobe in args.nprobes:
         search_s = p['search_s'][str(nprobe)]
         est = build_s + search_s * scale
         ivf_rows.append(dict(
-            base, method=f'faiss IVF nprobe={nprobe}', kind='ivf-direct', nprobe=nprobe,
+            base, method=f'faiss IVF nprobe={nprobe}', kind='ivf-sampled-train', nprobe=nprobe,
             effective_nprobe=min(nprobe, p['nlist']), train_size=train, estimated=True,
             median_s=est, times_s=[est], runs=0, parts=dict(p, search_s=search_s),
             peak_extra_bytes=out['peak_extra_bytes'], recall_queries=num_queries,
@@ -540,7 +500,7 @@ def _bench_sampled(server: CellServer, num_items: int, num_queries: int,
     good = [r for r in ivf_rows if r['recall'] >= args.target_recall]
     chosen = min(good, key=lambda r: r['nprobe']) if good else None
     if chosen is not None and chosen['median_s'] <= args.max_full_cell_s:
-        cell = dict(common, kind='ivf-direct', nprobe=chosen['nprobe'],
+        cell = dict(common, kind='ivf-sampled-train', nprobe=chosen['nprobe'],
                     train_size=args.train_size, save=str(workdir / f'f{num_items}.npy'))
         run_interleaved(server, [cell], 1, args.cell_budget_s)
         chosen.update(

@@ -11,7 +11,7 @@ interleaved, on the same inputs:
   (user -> item and item -> user; inputs ``x_user``, ``x_item``) and one
   ``BipartiteLightConv(cached=True)`` on the homogeneous (U + I)-node graph.
   The cache is warm (built once before timing, as in training); the time of
-  that first call is reported separately.
+  that first call is given in the table's title.
 * release-style: a re-creation of the approach of the released research code
   (the ``Base_gcn`` layer of the MMRec family of models): a ``MessagePassing``
   that removes self-loops and recomputes the degrees and the per-edge
@@ -42,6 +42,11 @@ max |difference| / max |ours| must be below 1e-4, otherwise the run fails.
     python benchmarks/propagation.py                  # Baby, Sports, Clothing; d = 64 128 448
     python benchmarks/propagation.py --full --widths 64   # + a synthetic 10M-edge graph
     python benchmarks/propagation.py --quick          # small synthetic graph (smoke test)
+
+On a CPU shared with other busy processes, set ``OMP_WAIT_POLICY=PASSIVE``
+before Python starts: with spinning OpenMP threads, short sparse kernels got
+10-100x slower here under load (the script prints a note when it is unset
+and the load is high; the JSON records it and the load average per cell).
 
 Per graph it prints a markdown table: median milliseconds per call over
 ``--repeat`` timed calls (after ``--warmup`` calls, the first of which does
@@ -87,7 +92,7 @@ from pyg_mentor.datasets.mmrec import DataFormatError, load_mmrec
 from pyg_mentor.nn.conv import BipartiteLightConv, ItemGraphConv, bipartite_norm
 from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
 from pyg_mentor.utils import knn_item_graph
-from pyg_mentor.utils.bench import save_result
+from pyg_mentor.utils.bench import available_bytes, save_result
 
 try:
     import torch_sparse
@@ -510,17 +515,6 @@ def resident_bytes() -> int:
     return 0
 
 
-def available_bytes() -> int | None:
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def bench_cell(
     table: str,
     graph: str,
@@ -780,7 +774,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         graphs.append(info)
         title = (
             f'{spec.name}: {num_users:,} users x {num_items:,} items, '
-            f'{edge_index.size(1):,} train pairs = {nnz:,} directed edges ({source})'
+            f'{edge_index.size(1):,} train pairs = {nnz:,} directed edges ({source}; '
+            f'first call of ours, building the cache: {methods[0].setup_ms:.0f} ms hetero, '
+            f'{methods[1].setup_ms:.0f} ms homogeneous)'
         )
         cells: list[tuple[str, list[Method], int, int, int]] = [
             ('user-item', methods, n, num_users, nnz)

@@ -30,6 +30,7 @@ BENCHMARKS = {
     'propagation': ('--full',),
     'knn': ('--full',),
     'epoch': (),
+    'memory': (),
 }
 
 

@@ -11,22 +11,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-# MENTOR paper, Table 2 (R@10, R@20, N@10, N@20), see shared/reference/MENTOR_REFERENCE.md.
-PAPER = {
-    ('mf_bpr', 'baby'): (.0357, .0575, .0192, .0249),
-    ('lightgcn', 'baby'): (.0479, .0754, .0257, .0328),
-    ('vbpr', 'baby'): (.0423, .0663, .0223, .0284),
-    ('freedom', 'baby'): (.0627, .0992, .0330, .0424),
-    ('mmssl', 'baby'): (.0613, .0971, .0326, .0420),
-    ('mentor', 'baby'): (.0678, .1048, .0362, .0450),
-    ('mf_bpr', 'sports'): (.0432, .0653, .0241, .0298),
-    ('lightgcn', 'sports'): (.0569, .0864, .0311, .0387),
-    ('mentor', 'sports'): (.0763, .1139, .0409, .0511),
-    ('mf_bpr', 'clothing'): (.0187, .0279, .0103, .0126),
-    ('lightgcn', 'clothing'): (.0340, .0526, .0188, .0236),
-    ('mentor', 'clothing'): (.0668, .0989, .0360, .0441),
-}
-COLUMNS = ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20')
+# MENTOR paper, Table 2 (R@10, R@20, N@10, N@20): one copy, in pyg_mentor.compare.
+from pyg_mentor.compare import METRICS as COLUMNS
+from pyg_mentor.compare import PAPER_RESULTS as PAPER
 
 
 def load(run: Path) -> dict:

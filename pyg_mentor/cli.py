@@ -9,6 +9,7 @@ r"""The ``pyg-mentor`` command line.
     pyg-mentor evaluate --run runs/lgn --split test
     pyg-mentor recommend --run runs/lgn --users 0,1,2 --k 10
     pyg-mentor benchmark --quick                                   # benchmarks/run.py
+    pyg-mentor compare --dataset synthetic --models mf_bpr,lightgcn --seeds 3
     pyg-mentor models                                              # what is registered
 """
 from __future__ import annotations
@@ -78,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--checkpoint', choices=('best', 'last'), default='best')
     evaluate.add_argument('--split', choices=('valid', 'test', 'both'),
                           default='both')
+    evaluate.add_argument('--protocol', choices=('mmrec', 'mmssl'), default='mmrec',
+                          help="metric definitions: MMRec's (default) or MMSSL's "
+                               'release (in-list IDCG, HitRatio); see '
+                               'pyg_mentor.evaluation')
 
     recommend = sub.add_parser('recommend', help='top-k items of users from a trained run')
     recommend.add_argument('--run', required=True, help='output folder of a run')
@@ -94,6 +99,45 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument('bench_args', nargs='*')
 
     sub.add_parser('models', help='list the registered models and their defaults')
+
+    comp = sub.add_parser(
+        'compare', help='train models over seeds and write a comparison report '
+                        '(markdown, JSON, PNG); see pyg_mentor.compare')
+    comp.add_argument('--dataset', required=True, help='as for train')
+    comp.add_argument('--models', default=None,
+                      help='comma-separated registered models (default: all)')
+    comp.add_argument('--seeds', type=int, default=3,
+                      help='runs per model, seeds 999, 1000, ... (the seed option)')
+    comp.add_argument('--root', default=None, help='as for train')
+    comp.add_argument('--out', default='benchmarks/results',
+                      help='folder of the report compare_<dataset>.md/.json/.png')
+    comp.add_argument('--runs', default=None,
+                      help='folder of the runs (default: runs/compare-<dataset>)')
+    comp.add_argument('--name', default=None,
+                      help='file stem of the report (default: compare_<dataset>)')
+    comp.add_argument('--set', nargs='+', action='extend', default=[],
+                      metavar='[MODEL:]KEY=VALUE',
+                      help='options for every model (lr=1e-3) or one (mentor:epochs=10);'
+                           ' list values are grid axes')
+    comp.add_argument('--no-grid', action='store_true',
+                      help="registered defaults only (default: search each model's "
+                           'registered grid on the first seed, winner chosen on valid '
+                           'and reused for the other seeds)')
+    comp.add_argument('--max-epochs', type=int, default=None,
+                      help='cap on the epochs of every run (reported as capped)')
+    comp.add_argument('--import', dest='imports', action='append', default=[],
+                      metavar='MODEL=RUN_FOLDER',
+                      help='report an existing (finished or partial) run folder for '
+                           'MODEL instead of training it; repeatable')
+    comp.add_argument('--note', action='append', default=[], metavar='MODEL=TEXT',
+                      help='a note for MODEL in the report (e.g. where its fixed '
+                           'hyper-parameters come from); repeatable')
+    comp.add_argument('--no-plot', action='store_true', help='no PNG bar chart')
+    comp.add_argument('--scale', type=float, default=1.0, help='as for train')
+    comp.add_argument('--data-seed', type=int, default=0, help='as for train')
+    comp.add_argument('--surrogate-features', choices=('interactions', 'random'),
+                      default=None, help='as for train; needed by multimodal models '
+                                         'on datasets without features')
     return parser
 
 
@@ -180,10 +224,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**metrics['train_config'])
     splits = ('valid', 'test') if args.split == 'both' else (args.split,)
     scorer = model.scorer()
-    results = {s: Evaluator(data, s, ks=cfg.ks, batch_size=cfg.eval_batch_size)
+    results = {s: Evaluator(data, s, ks=cfg.ks, batch_size=cfg.eval_batch_size,
+                            protocol=args.protocol)
                .evaluate(scorer) for s in splits}
     print(f"{metrics['model']} on {metrics['dataset']} ({args.checkpoint}.pt, "
-          f"epoch {epoch})")
+          f"epoch {epoch}, {args.protocol} protocol)")
     print(format_metrics_table(results, cfg.ks))
     return 0
 
@@ -231,15 +276,49 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from pyg_mentor.compare import (
+        compare,
+        parse_imports,
+        parse_model_assignments,
+        parse_model_pairs,
+    )
+    from pyg_mentor.nn.models.base import MODELS, get_model_spec
+
+    get_model_spec('lightgcn')  # Imports the registry.
+    imports = parse_imports(args.imports)
+    if args.models:
+        models = [m.strip() for m in args.models.split(',') if m.strip()]
+    else:
+        models = sorted(m for m in MODELS if m not in {m for m, _ in imports})
+    trained = [m for m in models if m not in {m for m, _ in imports}]
+    common, per_model = parse_model_assignments(args.set, trained)
+    command = 'pyg-mentor ' + shlex.join(args.argv)
+    report = compare(
+        args.dataset, models, args.seeds, root=args.root, runs_dir=args.runs,
+        out_dir=args.out, options=common, model_options=per_model,
+        grid=not args.no_grid, max_epochs=args.max_epochs, imports=imports,
+        surrogate=args.surrogate_features, scale=args.scale, data_seed=args.data_seed,
+        plot=not args.no_plot, name=args.name, command=command,
+        notes=dict(parse_model_pairs(args.note, '--note', 'TEXT')))
+    stem = Path(args.out) / (args.name or f'compare_{args.dataset}')
+    print((stem.with_suffix('.md')).read_text())
+    print(f"report: {stem.with_suffix('.md')} (+ .json{', .png' if 'plot' in report else ''})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ['benchmark']:  # Its options belong to benchmarks/run.py.
         return cmd_benchmark(argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _setup_logging(args.verbose)
     commands = {'train': cmd_train, 'evaluate': cmd_evaluate,
                 'recommend': cmd_recommend, 'benchmark': cmd_benchmark,
-                'models': cmd_models}
+                'models': cmd_models, 'compare': cmd_compare}
     try:
         return commands[args.command](args)
     except (KeyError, ValueError, FileNotFoundError) as e:

@@ -26,6 +26,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SELECT_ON = ('valid', 'test-as-released')
+SAMPLERS = ('interactions', 'users')
 
 
 @dataclass
@@ -62,6 +63,12 @@ class TrainConfig:
             training, so that a seed gives bit-identical runs on the CPU (the
             multi-threaded gradient accumulation of repeated indices is
             otherwise order-dependent); measured at no cost on LightGCN/Baby.
+        sampler (str): Training batches: ``'interactions'`` (MMRec: shuffled
+            training pairs, :obj:`batch_size` per batch, negatives from the
+            training items) or ``'users'`` (MMSSL's release: :obj:`batch_size`
+            distinct uniform users per batch, :math:`\lfloor E / B \rfloor + 1`
+            batches, negatives from all items); see
+            :mod:`pyg_mentor.utils.sampling`.
     """
 
     epochs: int = 1000
@@ -80,6 +87,7 @@ class TrainConfig:
     tensorboard: bool = True
     checkpoint: bool = True
     deterministic: bool = True
+    sampler: str = 'interactions'
 
     def __post_init__(self):
         self.ks = tuple(int(k) for k in self.ks)
@@ -91,6 +99,9 @@ class TrainConfig:
         if int(k) not in self.ks:
             raise ValueError(f"valid_metric '{self.valid_metric}' needs "
                              f"{k} in ks={self.ks}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f'sampler must be one of {SAMPLERS}, '
+                             f"got '{self.sampler}'")
         if self.select_on not in SELECT_ON:
             raise ValueError(f'select_on must be one of {SELECT_ON}, '
                              f"got '{self.select_on}'")

@@ -81,6 +81,8 @@ __all__ = [
     'METRICS',
     'topk_items',
     'topk_metrics',
+    'mmssl_metrics',
+    'PROTOCOLS',
     'Evaluator',
     'round_metrics',
     'format_metrics_table',
@@ -88,6 +90,10 @@ __all__ = [
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
 METRICS: tuple[str, ...] = ('recall', 'ndcg', 'precision', 'map')
+#: Evaluation protocols: MMRec's (default) and MMSSL's release
+#: (:func:`mmssl_metrics`).
+PROTOCOLS: tuple[str, ...] = ('mmrec', 'mmssl')
+MMSSL_METRICS: tuple[str, ...] = ('recall', 'ndcg', 'precision', 'hit_ratio')
 
 _METRIC_CLASSES = {
     'recall': LinkPredRecall,
@@ -278,6 +284,100 @@ def topk_metrics(
     return _collect(collection, ks)
 
 
+def _mmssl_sums(pred: Tensor, label_row: Tensor, label_col: Tensor,
+                num_labels: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
+    r"""Per-metric sums over the rows of ranked lists :obj:`pred`
+    :obj:`[n, max(ks)]` (see :func:`mmssl_metrics`)."""
+    n, max_k = pred.shape
+    width = int(pred.max()) + 1 if pred.numel() else 1
+    width = max(width, int(label_col.max()) + 1 if label_col.numel() else 1)
+    keys = (label_row * width + label_col).unique()
+    rows = torch.arange(n, device=pred.device).view(-1, 1)
+    hits = torch.isin(rows * width + pred, keys).to(torch.float64)  # [n, max_k]
+    discount = 1.0 / torch.log2(torch.arange(2, max_k + 2, device=pred.device,
+                                             dtype=torch.float64))
+    ideal = cumsum(discount)  # ideal[h] = DCG of h hits at the top
+    in_list = hits.sum(dim=1).long()  # hits in the top max(ks)
+    out = {}
+    for k in ks:
+        found = hits[:, :k].sum(dim=1)
+        dcg = (hits[:, :k] * discount[:k]).sum(dim=1)
+        idcg = ideal[in_list.clamp(max=k)]
+        out[f'recall@{k}'] = (found / num_labels).sum()
+        out[f'precision@{k}'] = found.sum() / k
+        out[f'hit_ratio@{k}'] = (found > 0).to(torch.float64).sum()
+        out[f'ndcg@{k}'] = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12),
+                                       0.0).sum()
+    return out
+
+
+@torch.no_grad()
+def mmssl_metrics(
+    scores: Tensor,
+    label_index: Tensor,
+    exclude_index: Tensor | None = None,
+    ks: Sequence[int] = (10, 20, 50),
+) -> dict[str, float]:
+    r"""Recall, NDCG, Precision and HitRatio at every :math:`K` of ``ks``,
+    as MMSSL's release computes them (``utility/metrics.py``, inherited from
+    NGCF/LATTICE).
+
+    With :math:`\mathbf{r}_u \in \{0, 1\}^{K_{max}}` the hits of the
+    top-:math:`K_{max}` list (:math:`K_{max} = \max` ``ks``, 50 in the
+    release) and :math:`h_u = \sum_{i \le K_{max}} r_{u,i}`:
+
+    .. math::
+        \mathrm{Recall@K} = \frac{\sum_{i \le K} r_{u,i}}{|P_u|}, \quad
+        \mathrm{Precision@K} = \frac{\sum_{i \le K} r_{u,i}}{K}, \quad
+        \mathrm{HitRatio@K} = \mathbb{1}\Big[\sum_{i \le K} r_{u,i} > 0
+        \Big]
+
+        \mathrm{NDCG@K} = \frac{\sum_{i \le K} r_{u,i} / \log_2(i + 1)}
+             {\sum_{i \le \min(h_u, K)} 1 / \log_2(i + 1)}
+        \quad (0 \text{ if } h_u = 0),
+
+    averaged over the rows with a label. The IDCG counts the hits *found in
+    the top* :math:`K_{max}`, not :math:`\min(|P_u|, K)` as MMRec (and
+    :func:`topk_metrics`): a user with more held-out items than hits gets a
+    higher NDCG than under the standard definition. Ranking (candidates, tie
+    rule, exclusion) is that of :func:`topk_metrics`.
+
+    Args:
+        scores (torch.Tensor): Scores :obj:`[num_rows, num_items]`.
+        label_index (torch.Tensor): Relevant :obj:`(row, item)` pairs
+            :obj:`[2, num_labels]`.
+        exclude_index (torch.Tensor, optional): :obj:`(row, item)` pairs never
+            ranked, e.g. training items.
+        ks (Sequence[int]): Cut-offs. (default: :obj:`(10, 20, 50)`)
+
+    Returns:
+        dict[str, float]: Keys ``recall@K``, ``ndcg@K``, ``precision@K`` and
+        ``hit_ratio@K``.
+    """
+    _make_collection(ks)  # validates `ks`
+    num_rows, num_items = scores.shape
+    label_index = label_index.to(scores.device)
+    _check_pairs(label_index, num_rows, num_items, 'label_index')
+    label_index = coalesce(label_index, num_nodes=max(num_rows, num_items))
+    rows = torch.unique_consecutive(label_index[0])
+    pos = torch.full((num_rows,), -1, dtype=torch.long, device=scores.device)
+    pos[rows] = torch.arange(rows.numel(), device=scores.device)
+    sub = scores[rows]
+    if exclude_index is not None and exclude_index.numel() > 0:
+        exclude_index = exclude_index.to(scores.device)
+        _check_pairs(exclude_index, num_rows, num_items, 'exclude_index')
+        row = pos[exclude_index[0]]
+        keep = row >= 0
+        sub.index_put_((row[keep], exclude_index[1, keep]), sub.new_full((), -math.inf))
+    pred = _masked_topk(sub, max(ks))
+    label_row = pos[label_index[0]]
+    num_labels = torch.bincount(label_row, minlength=rows.numel()).to(torch.float64)
+    sums = _mmssl_sums(pred, label_row, label_index[1], num_labels, ks)
+    count = max(rows.numel(), 1)
+    return {f'{name}@{k}': float(sums[f'{name}@{k}']) / count
+            for name in MMSSL_METRICS for k in ks}
+
+
 # ---------------------------------------------------------------------------
 # Full-ranking evaluator
 # ---------------------------------------------------------------------------
@@ -301,6 +401,11 @@ class Evaluator:
         batch_size (int): Users scored at once. (default: :obj:`4096`)
         mask_train (bool): Exclude each user's training items.
             (default: :obj:`True`)
+        protocol (str): ``'mmrec'`` (:func:`topk_metrics`: Recall, NDCG,
+            Precision, MAP) or ``'mmssl'`` (:func:`mmssl_metrics`: MMSSL's
+            release, Recall, NDCG with the in-list IDCG, Precision,
+            HitRatio). Both rank all items of every user of the split (the
+            release samples no test users either). (default: :obj:`'mmrec'`)
 
     Example:
         >>> evaluator = Evaluator(data, 'valid')
@@ -320,7 +425,11 @@ class Evaluator:
         ks: Sequence[int] = DEFAULT_KS,
         batch_size: int = 4096,
         mask_train: bool = True,
+        protocol: str = 'mmrec',
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"'protocol' must be one of {PROTOCOLS} (got {protocol!r})")
+        self.protocol = protocol
         if batch_size <= 0:
             raise ValueError(f"'batch_size' must be positive (got {batch_size})")
         _make_collection(ks)  # validates `ks`
@@ -382,6 +491,7 @@ class Evaluator:
             dict[str, float]: See :func:`topk_metrics`.
         """
         collection = _make_collection(self.ks)
+        sums: dict[str, float] = {}  # protocol 'mmssl'
         max_k = max(self.ks)
         # CSR offsets stay on the CPU: slicing needs Python ints.
         label_ptr, exclude_ptr = self._label_ptr.tolist(), self._exclude_ptr.tolist()
@@ -415,10 +525,24 @@ class Evaluator:
             if end - first >= self.metric_rows or end == num_users:
                 lo, hi = label_ptr[first], label_ptr[end]
                 label_row = self._label_row[lo:hi] - first
-                collection.update(
-                    torch.cat(preds), torch.stack([label_row, self._label_col[lo:hi]])
-                )
+                if self.protocol == 'mmssl':
+                    num_labels = torch.tensor(label_ptr[first + 1:end + 1],
+                                              dtype=torch.float64) - torch.tensor(
+                        label_ptr[first:end], dtype=torch.float64)
+                    batch_sums = _mmssl_sums(torch.cat(preds), label_row,
+                                             self._label_col[lo:hi],
+                                             num_labels.to(label_row.device), self.ks)
+                    for key, value in batch_sums.items():
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                else:
+                    collection.update(
+                        torch.cat(preds), torch.stack([label_row, self._label_col[lo:hi]])
+                    )
                 preds, first = [], end
+        if self.protocol == 'mmssl':
+            count = max(num_users, 1)
+            return {f'{name}@{k}': sums.get(f'{name}@{k}', 0.0) / count
+                    for name in MMSSL_METRICS for k in self.ks}
         return _collect(collection, self.ks)
 
     def evaluate_embeddings(
@@ -441,7 +565,8 @@ class Evaluator:
         return (
             f'{self.__class__.__name__}(split={self.split!r}, '
             f'num_eval_users={self.num_eval_users}, ks={self.ks}, '
-            f'batch_size={self.batch_size}, mask_train={self.mask_train})'
+            f'batch_size={self.batch_size}, mask_train={self.mask_train}, '
+            f'protocol={self.protocol!r})'
         )
 
 

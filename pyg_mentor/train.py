@@ -33,7 +33,7 @@ from pyg_mentor.evaluation import Evaluator, format_metrics_table
 from pyg_mentor.nn.models.base import Recommender, get_model_spec
 from pyg_mentor.typing import ITEM, RATES, USER
 from pyg_mentor.utils.io import atomic_torch_save
-from pyg_mentor.utils.sampling import NegativeSampler, train_batches
+from pyg_mentor.utils.sampling import NegativeSampler, train_batches, user_batches
 
 log = logging.getLogger(__name__)
 
@@ -207,21 +207,23 @@ class Trainer:
         self.model.train()
         self.model.on_epoch_start(epoch, self.generator)
         sums: dict[str, float] = defaultdict(float)
-        num_batches = math.ceil(self.edge_index.size(1) / self.config.batch_size)
-        batches = train_batches(self.edge_index, self.sampler,
-                                self.config.batch_size, self.generator)
+        if self.config.sampler == 'users':  # MMSSL's release
+            num_batches = self.edge_index.size(1) // self.config.batch_size + 1
+            batches = user_batches(self.edge_index, self.sampler.num_items,
+                                   self.config.batch_size, self.generator)
+        else:
+            num_batches = math.ceil(self.edge_index.size(1) / self.config.batch_size)
+            batches = train_batches(self.edge_index, self.sampler,
+                                    self.config.batch_size, self.generator)
         bar = tqdm(batches, total=num_batches, desc=f'epoch {epoch}',
                    leave=False, disable=not self.config.progress)
         for i, batch in enumerate(bar):
-            self.optimizer.zero_grad(set_to_none=True)
-            terms = self.model.loss(batch.to(self.device))
-            loss = terms['loss']
-            if not torch.isfinite(loss):
+            # zero_grad, loss, backward, step (a model may add its own updates)
+            terms = self.model.train_step(batch.to(self.device), self.optimizer)
+            if not torch.isfinite(terms['loss']):
                 values = {k: float(v) for k, v in terms.items()}
                 return {}, (f'non-finite loss at epoch {epoch}, batch {i}: '
                             f'{values}')
-            loss.backward()
-            self.optimizer.step()
             for key, value in terms.items():
                 sums[key] += float(value.detach())
             if i % 10 == 0:
@@ -395,8 +397,11 @@ def train_model(
         done = trial_dir / 'metrics.json' if trial_dir is not None else None
         if resume and done is not None and done.exists():
             summary = json.loads(done.read_text())
+            # A trial capped below the current `epochs` is continued instead.
+            capped = (summary.get('status') == 'max_epochs' and summary.get(
+                'train_config', {}).get('epochs', 0) < trial.train.epochs)
             if summary.get('status') in ('early_stopped', 'max_epochs') and len(
-                    trials) > 1:
+                    trials) > 1 and not capped:
                 log.info('Trial %d/%d (%s) already finished', i + 1, len(trials),
                          trial.name)
                 summaries.append(summary)

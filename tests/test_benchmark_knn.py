@@ -44,7 +44,7 @@ def test_quick_run(tmp_path, capsys, load_benchmark):
 
 def test_sampled_large_size_path(tmp_path, load_benchmark):
     # The path of the 1M cell of --full, on 3,000 items: sampled exact search,
-    # FAISS-direct IVF trained on a sample, the full build of the chosen nprobe.
+    # IVF trained on a sample (knn_item_graph train_size), the full build of the chosen nprobe.
     out = tmp_path / 's.json'
     load_benchmark('knn').main([
         '--sizes', '3000', '--sample-above', '2000', '--sample-queries', '500',

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -147,7 +147,9 @@ def align_loss(
     return torch.stack(terms).sum()
 
 
-def info_nce(a: Tensor, b: Tensor, tau: float, chunk_size: int | None = 2048) -> Tensor:
+def info_nce(
+    a: Tensor, b: Tensor, tau: float, chunk_size: int | Literal['auto'] | None = 'auto'
+) -> Tensor:
     r"""InfoNCE between matched rows of two views, every other row of
     :obj:`b` being a negative (MENTOR's graph-perturbation loss).
 
@@ -197,11 +199,15 @@ def info_nce(a: Tensor, b: Tensor, tau: float, chunk_size: int | None = 2048) ->
         b (torch.Tensor): Positive view :obj:`[N, d]`; row :obj:`i` is the
             positive of :obj:`a[i]`, the other rows its negatives.
         tau (float): The temperature :math:`\tau > 0`.
-        chunk_size (int, optional): Rows of :obj:`a` per chunk, or
-            :obj:`None` for the dense formula. 2048 to 8192 run equally fast
-            at Baby's and Sports' shapes on a 2-core CPU; smaller chunks are
-            slower (the :obj:`[N, d]` gradient is updated once per chunk).
-            (default: :obj:`2048`)
+        chunk_size (int or str, optional): Rows of :obj:`a` per chunk,
+            :obj:`"auto"`, or :obj:`None` for the dense formula. 2048 to 8192
+            run equally fast at Baby's and Sports' shapes on a 2-core CPU;
+            much smaller chunks are slower (the :obj:`[N, d]` gradient is
+            updated once per chunk). :obj:`"auto"` takes the largest power of
+            two up to 2048 whose :obj:`[chunk_size, N]` block holds at most
+            48M entries (192 MB in float32): 2048 for Baby's users, 1024 for
+            Sports' and Clothing's, which keeps the whole call under 300 MB
+            there (see :func:`auto_chunk_size`). (default: :obj:`"auto"`)
 
     Returns:
         torch.Tensor: A scalar.
@@ -213,8 +219,11 @@ def info_nce(a: Tensor, b: Tensor, tau: float, chunk_size: int | None = 2048) ->
         )
     if not tau > 0:
         raise ValueError(f'info_nce needs a temperature tau > 0 (got {tau})')
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f'chunk_size must be a positive integer or None (got {chunk_size})')
+    if chunk_size == 'auto':
+        chunk_size = auto_chunk_size(b.size(0))
+    elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(
+            f"chunk_size must be a positive integer, 'auto' or None (got {chunk_size!r})")
     a_hat, b_hat = F.normalize(a, dim=1, eps=1e-12), F.normalize(b, dim=1, eps=1e-12)
     pos = (a_hat * b_hat).sum(dim=1).mean() / tau
     if chunk_size is None:
@@ -224,6 +233,27 @@ def info_nce(a: Tensor, b: Tensor, tau: float, chunk_size: int | None = 2048) ->
     else:
         lse = _chunked_logsumexp_mean(a_hat, b_hat, tau, chunk_size, False, False)[0]
     return lse - pos
+
+
+#: Largest block :func:`info_nce` holds with ``chunk_size='auto'`` (entries).
+AUTO_BLOCK_ENTRIES = 48 * 2**20
+#: Largest chunk ``'auto'`` picks; larger ones are no faster on a CPU.
+AUTO_MAX_CHUNK = 2048
+
+
+def auto_chunk_size(num_columns: int) -> int:
+    r"""The chunk size :func:`info_nce` uses with :obj:`chunk_size="auto"`
+    for :obj:`num_columns` candidate rows: the largest power of two
+    :math:`c \le 2048` with :math:`c \cdot N \le 48 \cdot 2^{20}`, at least 1.
+
+    Example:
+        >>> auto_chunk_size(19445), auto_chunk_size(35598)
+        (2048, 1024)
+    """
+    if num_columns < 1:
+        return AUTO_MAX_CHUNK
+    fit = max(1, AUTO_BLOCK_ENTRIES // num_columns)
+    return min(AUTO_MAX_CHUNK, 1 << (fit.bit_length() - 1))
 
 
 # The exp shift 1/tau is safe while exp(-2/tau), the smallest possible term
@@ -298,3 +328,85 @@ class _ChunkedLogSumExpMean(torch.autograd.Function):
         grad_a = None if ctx.grad_a is None else ctx.grad_a * grad_out
         grad_b = None if ctx.grad_b is None else ctx.grad_b * grad_out
         return grad_a, grad_b, None, None
+
+
+def grace_nce(
+    anchor: Tensor,
+    positive: Tensor,
+    tau: float,
+    chunk_size: int | None = 1024,
+    eps: float = 1e-8,
+) -> Tensor:
+    r"""One-directional GRACE-style contrastive loss with intra- and
+    inter-view negatives (MMSSL's cross-modal contrastive loss).
+
+    With cosine similarities :math:`c(\mathbf{x}, \mathbf{y})` of the
+    row-normalised views (:math:`\max(\lVert\cdot\rVert_2, 10^{-12})`, so an
+    all-zero row has similarity 0 to everything) and
+    :math:`f(x) = \exp(x / \tau)`,
+
+    .. math::
+        \mathcal{L} = -\frac{1}{N} \sum_{b=1}^{N} \log \left(
+        \frac{f(c(\mathbf{a}_b, \mathbf{p}_b))}
+        {\sum_{j} f(c(\mathbf{a}_b, \mathbf{a}_j)) + \sum_{j}
+        f(c(\mathbf{a}_b, \mathbf{p}_j)) - f(c(\mathbf{a}_b, \mathbf{a}_b))}
+        + \epsilon \right)
+
+    Only :obj:`anchor` rows are anchors (no symmetric term). The self term is
+    left out of the sum rather than subtracted (no cancellation), and
+    numerator and denominator are both scaled by :math:`\exp(-s_b)`, with
+    :math:`s_b` the row's largest remaining logit (same ratio, no overflow or
+    0/0 for small :math:`\tau`). With :obj:`chunk_size` the rows are
+    processed :obj:`chunk_size` anchors at a time under activation
+    checkpointing, so neither the forward nor the backward pass ever holds
+    more than a :obj:`[chunk_size, N]` block of similarities.
+
+    Args:
+        anchor (torch.Tensor): Anchor view :obj:`[N, d]`.
+        positive (torch.Tensor): Second view :obj:`[N, d]`; row :obj:`b` is
+            the positive of :obj:`anchor[b]`.
+        tau (float): Temperature :math:`\tau > 0`.
+        chunk_size (int, optional): Anchors per chunk, or :obj:`None` for the
+            dense :math:`N \times N` formula. (default: :obj:`1024`)
+        eps (float, optional): :math:`\epsilon` inside the logarithm.
+            (default: :obj:`1e-8`)
+
+    Returns:
+        torch.Tensor: A scalar.
+    """
+    if anchor.dim() != 2 or anchor.shape != positive.shape:
+        raise ValueError(
+            f'grace_nce expects two [N, d] matrices of the same shape '
+            f'(got {tuple(anchor.shape)} and {tuple(positive.shape)})'
+        )
+    if not tau > 0:
+        raise ValueError(f'grace_nce needs a temperature tau > 0 (got {tau})')
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f'chunk_size must be a positive integer or None (got {chunk_size})')
+    a = F.normalize(anchor, dim=1, eps=1e-12)
+    p = F.normalize(positive, dim=1, eps=1e-12)
+    n = a.size(0)
+    chunk = n if chunk_size is None else min(chunk_size, n)
+
+    def rows(start: int, a: Tensor, p: Tensor) -> Tensor:
+        a_rows = a[start:start + chunk]
+        diag = torch.arange(a_rows.size(0), device=a.device)
+        self_mask = torch.zeros(a_rows.size(0), n, dtype=torch.bool, device=a.device)
+        self_mask[diag, diag + start] = True
+        intra = (a_rows @ a.t() / tau).masked_fill(self_mask, float('-inf'))
+        inter = a_rows @ p.t() / tau  # [chunk, N]
+        shift = torch.maximum(intra.amax(1), inter.amax(1)).detach().view(-1, 1)
+        denom = (intra - shift).exp().sum(1) + (inter - shift).exp().sum(1)
+        num = (inter[diag, diag + start] - shift.view(-1)).exp()
+        return -torch.log(num / denom + eps).sum()
+
+    checkpoint = (chunk_size is not None and torch.is_grad_enabled()
+                  and (a.requires_grad or p.requires_grad))
+    total = a.new_zeros(())
+    for start in range(0, n, chunk):
+        if checkpoint:
+            from torch.utils.checkpoint import checkpoint as ckpt
+            total = total + ckpt(rows, start, a, p, use_reentrant=False)
+        else:
+            total = total + rows(start, a, p)
+    return total / n

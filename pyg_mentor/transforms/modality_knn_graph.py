@@ -56,6 +56,9 @@ class ModalityKNNGraph(BaseTransform):
             (default: :obj:`None`)
         nprobe (int, optional): The number of IVF lists visited per query
             (:obj:`"ivf"` only). (default: :obj:`16`)
+        train_size (int, optional): Train the IVF k-means on a sample of
+            about this many items (:obj:`"ivf"` only; see
+            :func:`~pyg_mentor.utils.knn_item_graph`). (default: :obj:`None`)
         cache_dir (str or pathlib.Path, optional): A folder to cache the
             graphs in. (default: :obj:`None`)
 
@@ -81,6 +84,7 @@ class ModalityKNNGraph(BaseTransform):
         method: str = 'exact',
         nlist: int | None = None,
         nprobe: int = 16,
+        train_size: int | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -95,6 +99,7 @@ class ModalityKNNGraph(BaseTransform):
         self.method = method
         self.nlist = nlist
         self.nprobe = nprobe
+        self.train_size = train_size
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
 
     def forward(self, data: HeteroData) -> HeteroData:
@@ -130,7 +135,7 @@ class ModalityKNNGraph(BaseTransform):
         }
         if self.method == 'ivf':  # They do not change exact graphs.
             params.update(nlist=self.nlist, nprobe=self.nprobe,
-                          faiss=faiss.__version__)
+                          train_size=self.train_size, faiss=faiss.__version__)
         text = json.dumps(params, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -147,7 +152,7 @@ class ModalityKNNGraph(BaseTransform):
 
         edge_index, edge_weight = knn_item_graph(
             x, self.k, method=self.method, nlist=self.nlist,
-            nprobe=self.nprobe)
+            nprobe=self.nprobe, train_size=self.train_size)
         if path is not None:
             atomic_torch_save({'edge_index': edge_index,
                                'edge_weight': edge_weight}, path)
@@ -176,4 +181,5 @@ class ModalityKNNGraph(BaseTransform):
         return (f'{self.__class__.__name__}(k={self.k}, '
                 f'modalities={self.modalities}, method={self.method!r}, '
                 f'nlist={self.nlist}, nprobe={self.nprobe}, '
+                f'train_size={self.train_size}, '
                 f'cache_dir={cache_dir!r})')

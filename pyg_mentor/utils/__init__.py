@@ -1,5 +1,10 @@
 """Functional helpers: kNN item graphs, sampling, atomic I/O."""
-from pyg_mentor.utils.augment import drop_interactions, embedding_noise, mask_features
+from pyg_mentor.utils.augment import (
+    degree_sensitive_pruning,
+    drop_interactions,
+    embedding_noise,
+    mask_features,
+)
 from pyg_mentor.utils.io import atomic_torch_save, tensor_digest
 from pyg_mentor.utils.knn import fuse_item_graphs, knn_item_graph
 from pyg_mentor.utils.sampling import NegativeSampler, train_batches
@@ -14,4 +19,5 @@ __all__ = [
     'drop_interactions',
     'mask_features',
     'embedding_noise',
+    'degree_sensitive_pruning',
 ]

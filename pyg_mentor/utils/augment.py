@@ -172,3 +172,89 @@ def embedding_noise(
     noise = torch.rand(h.shape, generator=generator, device=h.device,
                        dtype=h.dtype)
     return h + torch.sign(h) * F.normalize(noise, dim=-1) * eps
+
+
+def degree_sensitive_pruning(
+    edge_index: Tensor,
+    p: float,
+    num_users: int | None = None,
+    num_items: int | None = None,
+    *,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""FREEDOM's degree-sensitive edge pruning of a user-item graph
+    (`"A Tale of Two Graphs" <https://arxiv.org/abs/2211.06924>`_, Zhou and
+    Shen, ACM MM 2023): keeps :math:`n = \lfloor (1 - p) |\mathcal{E}|
+    \rfloor` pairs (computed as MMRec does, :obj:`int(E * (1 - p))` in
+    floating point, so e.g. 79 of 400 at :math:`p = 0.8`), drawn one after
+    another without replacement, each draw
+    choosing among the remaining pairs with probability proportional to
+
+    .. math::
+        w_{ui} = \frac{1}{\sqrt{d_u}\sqrt{d_i}},
+
+    where :math:`d_u` and :math:`d_i` are the degrees of user :math:`u` and
+    item :math:`i` in :obj:`edge_index`. Pairs between high-degree nodes,
+    the likelier noise, are dropped more often. This is the distribution of
+    MMRec's :obj:`torch.multinomial(w, n)` (without replacement); it is
+    sampled here with the equivalent Efraimidis-Spirakis keys
+    :math:`\log(r_{ui}) / w_{ui}`, :math:`r_{ui} \sim \mathcal{U}(0, 1)`, of
+    which the :math:`n` largest are kept (no size limit, and reproducible with
+    :obj:`generator`). With :math:`n = 1` an edge is kept with probability
+    exactly :math:`w_{ui} / \sum w`; for larger :math:`n` the inclusion
+    probability increases with :math:`w_{ui}` but is not proportional to it.
+
+    The pairs are directed :obj:`(user, item)`; to keep the reverse edge type
+    in sync, index it with the returned mask (as
+    :class:`~pyg_mentor.transforms.DegreeSensitivePruning` does). Normalise
+    the kept graph afterwards (FREEDOM propagates over the kept pairs with
+    their own LightGCN normalisation).
+
+    Args:
+        edge_index (torch.Tensor): The :obj:`(user, item)` pairs of shape
+            :obj:`[2, E]`.
+        p (float): The drop rate, :math:`0 \le p < 1` (FREEDOM's
+            :obj:`dropout`, 0.8 or 0.9).
+        num_users (int, optional): The number of users (inferred if
+            :obj:`None`).
+        num_items (int, optional): The number of items (inferred if
+            :obj:`None`).
+        training (bool, optional): If :obj:`False`, nothing is dropped.
+            (default: :obj:`True`)
+        generator (torch.Generator, optional): The random number generator,
+            on the device of :obj:`edge_index`. (default: :obj:`None`)
+
+    Returns:
+        (torch.Tensor, torch.Tensor): The kept pairs of shape :obj:`[2, n]`
+        (in their original order) and the boolean mask of kept pairs of shape
+        :obj:`[E]`.
+
+    Example:
+        >>> edge_index = torch.tensor([[0, 0, 0, 1], [0, 1, 2, 2]])
+        >>> g = torch.Generator().manual_seed(0)
+        >>> kept, mask = degree_sensitive_pruning(edge_index, 0.5, generator=g)
+        >>> kept.size(1)
+        2
+    """
+    p = _check_probability(p)
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, E] "
+                         f"(got {list(edge_index.shape)})")
+    num_edges = edge_index.size(1)
+    mask = torch.ones(num_edges, dtype=torch.bool, device=edge_index.device)
+    num_keep = int(num_edges * (1.0 - p))
+    if not training or p == 0.0 or num_keep == num_edges:
+        return edge_index, mask
+    user, item = edge_index
+    deg_user = torch.bincount(user, minlength=num_users or 0).double()
+    deg_item = torch.bincount(item, minlength=num_items or 0).double()
+    weight = (deg_user[user] * deg_item[item]).rsqrt()
+    # Efraimidis-Spirakis: the n largest keys log(r) / w are a sample without
+    # replacement with probabilities proportional to w, draw after draw.
+    r = torch.rand(num_edges, generator=generator, device=edge_index.device,
+                   dtype=torch.float64)
+    keys = r.clamp_min(torch.finfo(torch.float64).tiny).log() / weight
+    mask.zero_()
+    mask[keys.topk(num_keep, sorted=False).indices] = True
+    return edge_index[:, mask], mask

@@ -86,3 +86,40 @@ def train_batches(
     for start in range(0, perm.numel(), batch_size):
         users, pos = edge_index[:, perm[start:start + batch_size]]
         yield torch.stack([users, pos, sampler.sample(users, generator)])
+
+
+def user_batches(
+    edge_index: Tensor,
+    num_items: int,
+    batch_size: int = 1024,
+    generator: torch.Generator | None = None,
+) -> Iterator[Tensor]:
+    r"""One epoch of MMSSL's training batches (its ``Data.sample``, reference
+    part A.7.0): :math:`\lfloor E / B \rfloor + 1` batches of :obj:`batch_size`
+    *distinct* users drawn uniformly from the users with training pairs (all
+    of them if fewer), each with one positive uniform over the user's training
+    items and one negative uniform over **all** item ids, rejected while it is
+    a training item of the user.
+
+    Args:
+        edge_index (torch.Tensor): Training pairs :obj:`[2, E]` (user, item).
+        num_items (int): Number of items :math:`I`.
+        batch_size (int, optional): Users per batch :math:`B`.
+            (default: :obj:`1024`)
+        generator (torch.Generator, optional): The random generator.
+
+    Yields:
+        torch.Tensor: :obj:`[3, B]` rows (users, positive items, negative items).
+    """
+    order = (edge_index[0] * num_items + edge_index[1]).argsort()
+    user, item = edge_index[0, order], edge_index[1, order]
+    users, count = user.unique_consecutive(return_counts=True)
+    start = torch.cumsum(count, 0) - count
+    sampler = NegativeSampler(edge_index, num_items)
+    sampler.candidates = torch.arange(num_items, device=edge_index.device)
+    for _ in range(edge_index.size(1) // batch_size + 1):
+        pick = torch.randperm(users.numel(), generator=generator)[:batch_size]
+        offset = (torch.rand(pick.numel(), generator=generator) * count[pick]).long()
+        pos = item[start[pick] + offset.clamp_(max=count[pick] - 1)]
+        batch_users = users[pick]
+        yield torch.stack([batch_users, pos, sampler.sample(batch_users, generator)])

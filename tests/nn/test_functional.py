@@ -282,3 +282,25 @@ def test_reg_loss() -> None:
     assert torch.equal(w.grad, torch.tensor([[1.0, -2.0]]))
     with pytest.raises(ValueError):
         reg_loss()
+
+
+def test_info_nce_auto_chunk_size() -> None:
+    # Largest power of two <= 2048 whose [chunk, N] block holds <= 48 * 2**20
+    # entries: worked out by hand for the shapes of MMRec's datasets.
+    from pyg_mentor.nn.functional import auto_chunk_size
+
+    assert auto_chunk_size(7050) == 2048  # Baby items
+    assert auto_chunk_size(19445) == 2048  # Baby users: 2588 rows fit
+    assert auto_chunk_size(35598) == 1024  # Sports users: 1413 rows fit
+    assert auto_chunk_size(39387) == 1024  # Clothing users: 1277 rows fit
+    assert auto_chunk_size(48 * 2**20) == 1
+    assert auto_chunk_size(10**9) == 1
+    a, b = torch.randn(40, 8, dtype=torch.float64), torch.randn(40, 8, dtype=torch.float64)
+    assert torch.equal(info_nce(a, b, 0.2), info_nce(a, b, 0.2, 2048))
+
+
+@pytest.mark.parametrize('chunk_size', [0, -3, 'big', 2.5])
+def test_info_nce_rejects_bad_chunk_size(chunk_size) -> None:
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match='chunk_size'):
+        info_nce(x, x, 0.2, chunk_size)

@@ -187,10 +187,10 @@ def test_modality_knn_graph_repr_and_compose(tmp_path):
                                  nprobe=8, cache_dir=tmp_path)
     assert repr(transform) == (
         f"ModalityKNNGraph(k=4, modalities=['image'], method='ivf', "
-        f"nlist=None, nprobe=8, cache_dir={str(tmp_path)!r})")
+        f"nlist=None, nprobe=8, train_size=None, cache_dir={str(tmp_path)!r})")
     assert repr(ModalityKNNGraph()) == (
         "ModalityKNNGraph(k=10, modalities=None, method='exact', nlist=None, "
-        "nprobe=16, cache_dir=None)")
+        "nprobe=16, train_size=None, cache_dir=None)")
 
     data = make_data(k=4)
     out = T.Compose([ModalityKNNGraph(k=4),

@@ -179,6 +179,33 @@ def test_knn_item_graph_ivf_recall():
                        torch.arange(num_items))  # Self-loops.
 
 
+def test_knn_item_graph_ivf_train_size():
+    # k-means on a sample of ~800 of 3000 items (40 per list for nlist=20):
+    # every item is still indexed and gets its neighbours, the graph is
+    # reproducible, and recall against exact search stays high.
+    import numpy as np
+
+    from pyg_mentor.utils.knn import _build_index
+
+    num_items, k = 3000, 10
+    x = torch.randn(num_items, 16, generator=torch.Generator().manual_seed(6))
+    exact, _ = knn_item_graph(x, k)
+    approx, _ = knn_item_graph(x, k, method='ivf', nlist=20, nprobe=8, train_size=800)
+    again, _ = knn_item_graph(x, k, method='ivf', nlist=20, nprobe=8, train_size=800)
+    assert torch.equal(approx, again)
+    exact_nbrs = exact[0].view(num_items, k).tolist()
+    approx_nbrs = approx[0].view(num_items, k).tolist()
+    hits = sum(len(set(a) & set(b)) for a, b in zip(exact_nbrs, approx_nbrs, strict=True))
+    assert hits / (num_items * k) >= 0.9
+    feats = np.ascontiguousarray(torch.nn.functional.normalize(x, dim=1).numpy())
+    index, _ = _build_index(feats, 'ivf', 20, 8, 800)
+    assert index.cp.max_points_per_centroid == 40 and index.ntotal == num_items
+    index, _ = _build_index(feats, 'ivf', 20, 8, 100)  # at least 39 per list
+    assert index.cp.max_points_per_centroid == 39
+    with pytest.raises(ValueError, match='train_size'):
+        knn_item_graph(x, k, method='ivf', train_size=0)
+
+
 def test_knn_item_graph_ivf_fills_short_lists():
     # 200 items in 40 lists and nprobe=1: most probed lists hold fewer than
     # k=10 items; those queries are redone over all lists.

@@ -5,9 +5,12 @@ from pyg_mentor.nn.models.base import (
     get_model_spec,
     register_model,
 )
+from pyg_mentor.nn.models.freedom import FREEDOM
 from pyg_mentor.nn.models.lightgcn import LightGCN
 from pyg_mentor.nn.models.mentor import MENTOR
 from pyg_mentor.nn.models.mf import MFBPR
+from pyg_mentor.nn.models.mmssl import MMSSL
+from pyg_mentor.nn.models.vbpr import VBPR
 
 __all__ = [
     'MODELS',
@@ -17,4 +20,7 @@ __all__ = [
     'MFBPR',
     'LightGCN',
     'MENTOR',
+    'MMSSL',
+    'VBPR',
+    'FREEDOM',
 ]

@@ -23,6 +23,9 @@ class Recommender(torch.nn.Module):
     * :meth:`loss` — the training loss of a batch :obj:`[3, B]` of
       (user, positive item, negative item) rows, as a dict whose :obj:`'loss'`
       entry is optimised and whose other entries are logged;
+    * :meth:`train_step` — one optimisation step on a batch (by default:
+      zero_grad, :meth:`loss`, backward, step); models with more than one
+      update per batch override it;
     * :meth:`scorer` — a function scoring all items for a set of users, built
       once per evaluation (in eval mode, without gradients).
 
@@ -51,6 +54,33 @@ class Recommender(torch.nn.Module):
     def loss(self, batch: Tensor) -> dict[str, Tensor]:
         r"""The loss terms of a batch :obj:`[3, B]`; :obj:`'loss'` is their sum."""
         raise NotImplementedError
+
+    def train_step(self, batch: Tensor,
+                   optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
+        r"""One optimisation step on a batch; the trainer calls it once per
+        batch and stops on a non-finite :obj:`'loss'` entry.
+
+        By default: zero the gradients, :meth:`loss`, and, if the loss is
+        finite, backward and :obj:`optimizer.step()`. Models with more than one
+        update per batch (e.g. :class:`~pyg_mentor.nn.models.MMSSL`'s
+        discriminator step) override it and own their extra optimisers (whose
+        state they keep in their :meth:`state_dict`, so that resuming is
+        exact).
+
+        Args:
+            batch (torch.Tensor): :obj:`[3, B]` (user, positive, negative) rows.
+            optimizer (torch.optim.Optimizer): The trainer's optimiser of
+                :meth:`parameters`.
+
+        Returns:
+            dict[str, torch.Tensor]: The loss terms, as :meth:`loss`.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        terms = self.loss(batch)
+        if torch.isfinite(terms['loss']):
+            terms['loss'].backward()
+            optimizer.step()
+        return terms
 
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         r"""Called by the trainer before every training epoch (e.g. to resample

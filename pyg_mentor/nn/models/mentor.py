@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +136,8 @@ class MENTOR(Recommender):
         temperature, noise_eps (float): Loss options of the release.
         cl_scope (str): ``'all'`` (release: InfoNCE over all users and items,
             chunked) or ``'batch'`` (over the batch's unique users and items).
-        cl_chunk_size (int, optional): Rows per InfoNCE chunk.
+        cl_chunk_size (int or str, optional): Rows per InfoNCE chunk, ``'auto'``
+            (see :func:`~pyg_mentor.nn.functional.info_nce`) or ``None`` (dense).
         feature_mask_grad (bool): Let the feature-mask loss train the model
             (default). ``False`` reproduces the release, which computes it
             under ``no_grad`` so it only adds a constant.
@@ -167,7 +168,7 @@ class MENTOR(Recommender):
         temperature: float = 0.2,
         noise_eps: float = 0.1,
         cl_scope: str = 'all',
-        cl_chunk_size: int | None = 2048,
+        cl_chunk_size: int | Literal['auto'] | None = 'auto',
         feature_mask_grad: bool = True,
         eval_cached_embeddings: bool = False,
     ):
