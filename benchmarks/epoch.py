@@ -68,7 +68,7 @@ from pyg_mentor.config import expand_grid
 from pyg_mentor.evaluation import Evaluator
 from pyg_mentor.nn.models import MENTOR, MODELS, get_model_spec
 from pyg_mentor.typing import ITEM, RATES, USER, feature_key, modalities
-from pyg_mentor.utils.bench import fmt_bytes, save_result, status_bytes
+from pyg_mentor.utils.bench import fmt_bytes, machine_info, save_result, status_bytes
 from pyg_mentor.utils.sampling import NegativeSampler, train_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -776,7 +776,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 def machine_line() -> str:
     load = os.getloadavg() if hasattr(os, 'getloadavg') else None
-    return (f'torch {torch.__version__}, {torch.get_num_threads()} threads on '
+    info = machine_info()
+    return (f'{info["date"]}, commit {info["commit"]}; '
+            f'torch {torch.__version__}, {torch.get_num_threads()} threads on '
             f'{os.cpu_count()} cores, load average '
             f'{"n/a" if load is None else ", ".join(f"{x:.1f}" for x in load)}, '
             f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}')

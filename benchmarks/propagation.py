@@ -92,7 +92,7 @@ from pyg_mentor.datasets.mmrec import DataFormatError, load_mmrec
 from pyg_mentor.nn.conv import BipartiteLightConv, ItemGraphConv, bipartite_norm
 from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
 from pyg_mentor.utils import knn_item_graph
-from pyg_mentor.utils.bench import available_bytes, save_result
+from pyg_mentor.utils.bench import available_bytes, machine_info, save_result
 
 try:
     import torch_sparse
@@ -836,7 +836,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     header = [
         f'Propagation benchmark: `{command.strip()}` took {run_s:.0f} s '
-        f'({torch.get_num_threads()} threads, torch {torch.__version__}, float32, CPU, '
+        f'({machine_info()["date"]}, commit {machine_info()["commit"]}; '
+        f'{torch.get_num_threads()} threads, torch {torch.__version__}, float32, CPU, '
         f'OMP_WAIT_POLICY={policy or "unset"}, 1-minute load average '
         f'{min(loads, default=0):.1f}-{max(loads, default=0):.1f} during the cells).',
         '',
