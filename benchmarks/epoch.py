@@ -45,6 +45,7 @@ to it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import math
@@ -61,8 +62,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import degree, remove_self_loops
 
 from pyg_mentor.config import expand_grid
 from pyg_mentor.evaluation import Evaluator
@@ -132,29 +131,20 @@ def make_batches(data: HeteroData, count: int, batch_size: int, seed: int) -> li
 # Release-style re-creation ################################################################
 
 
-class ReleaseGCNConv(MessagePassing):
-    """The release's GCN layer: per-edge messages whose symmetric norm is recomputed
-    from the degrees in every call, summed by scatter-add."""
+def _load_sibling(name: str) -> Any:
+    """Another script of ``benchmarks/`` as a module (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(f'benchmark_{name}', HERE / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    # Registered first, as PyG's MessagePassing inspects its classes through
+    # `sys.modules[cls.__module__]`.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
-    # PyG inspects a MessagePassing subclass through its module in `sys.modules`,
-    # where this script is not when loaded from a file (tests, benchmarks/run.py):
-    # let it use PyG's own namespace. `message` carries no annotations for the same
-    # reason (PyG reads unannotated arguments as tensors).
-    __module__ = MessagePassing.__module__
 
-    def __init__(self):
-        super().__init__(aggr='add')
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        edge_index, _ = remove_self_loops(edge_index)
-        return self.propagate(edge_index, x=x, size=(x.size(0), x.size(0)))
-
-    def message(self, x_j, edge_index, size):
-        row, col = edge_index
-        deg = degree(row, size[0], dtype=x_j.dtype)
-        deg_inv_sqrt = deg.pow(-0.5)
-        norm = deg_inv_sqrt[row] * deg_inv_sqrt[col]
-        return norm.view(-1, 1) * x_j
+#: The release's GCN layer (per-edge messages whose symmetric norm is recomputed from
+#: the degrees in every call, summed by scatter-add), re-created once in propagation.py.
+ReleaseGCNConv = _load_sibling('propagation').ReleaseStyleConv
 
 
 class ReleaseBlock(torch.nn.Module):
@@ -690,6 +680,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
              f'features {" + ".join(f"{m} {d}" for m, d in feature_dims.items())}')
     data_name = ('planted (quick)' if args.quick else
                  'Baby (real interactions, SURROGATE features of the real widths)')
+    header = [  # of both tables
+        '| method | set-up s | step s | min step s | step / floor | speed-up vs release-style | '
+        f'epoch s ({num_batches} steps) | eval s | epoch + eval s | peak RSS | '
+        'RSS / release-style |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ]
     lines = [
         '# MENTOR training step and epoch',
         '',
@@ -705,11 +701,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         '',
         '## The same computation',
         '',
-        '| method | set-up s | step s | min step s | step / floor | '
-        'speed-up vs release-style | '
-        f'epoch s ({num_batches} steps) | eval s | epoch + eval s | peak RSS | '
-        'RSS / release-style |',
-        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+        *header,
     ]
 
     def table_row(row: dict) -> str:
@@ -728,11 +720,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             '',
             '## Other computations and models (not the same loss: ratios for scale only)',
             '',
-            '| method | set-up s | step s | min step s | step / floor | '
-        'speed-up vs release-style | '
-            f'epoch s ({num_batches} steps) | eval s | epoch + eval s | peak RSS | '
-            'RSS / release-style |',
-            '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+            *header,
         ]
         lines += [table_row(row) for row in others]
     if 'floor' in by_name:

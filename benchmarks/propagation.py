@@ -277,9 +277,7 @@ def user_item_methods(edge_index: Tensor, num_users: int, num_items: int) -> lis
     homo = torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], dim=1)
     nnz = homo.size(1)
     weight = bipartite_norm(homo, n, n)  # the normalised symmetric adjacency
-    coo = torch.sparse_coo_tensor(homo.flip(0), weight, (n, n)).coalesce()
-    csr = coo.to_sparse_csr()
-    csr_t = torch.sparse_coo_tensor(homo, weight, (n, n)).coalesce().to_sparse_csr()
+    raw, csr = raw_spmm_methods(homo, weight, n, 'torch.sparse.mm COO', 'raw')
     perm = (homo[1] * n + homo[0]).argsort()  # by destination
     ei_col = EdgeIndex(homo[:, perm], sparse_size=(n, n), sort_order='col')
     w_col = weight[perm]
@@ -329,27 +327,7 @@ def user_item_methods(edge_index: Tensor, num_users: int, num_items: int) -> lis
             lambda x: (ei_row.matmul(x, input_value=w_row),),
             extra_bytes=fused,
         ),
-        Method(
-            'torch.sparse.mm COO',
-            'raw',
-            lambda x: (torch.sparse.mm(coo, x),),
-            extra_bytes=sparse,
-            autograd_raw=True,
-        ),
-        Method(
-            'torch.sparse.mm CSR',
-            'raw',
-            lambda x: (torch.sparse.mm(csr, x),),
-            extra_bytes=sparse,
-            autograd_raw=True,
-        ),
-        Method(
-            'torch.sparse CSR, precomputed A^T backward',
-            'raw',
-            lambda x: (_CsrWithTranspose.apply(x, csr, csr_t),),
-            extra_bytes=fused,
-        ),
-        sparse_tensor_method(homo, weight, n, sparse),
+        *raw,
     ]
     # Warm the caches of our layers (the normalisation is built once, as in training):
     x_user, x_item = torch.zeros(num_users, 1), torch.zeros(num_items, 1)
@@ -379,28 +357,38 @@ def sparse_tensor_method(
 
 
 def item_graph_methods(edge_index: Tensor, edge_weight: Tensor, num_items: int) -> list[Method]:
-    nnz = edge_index.size(1)
-    coo = torch.sparse_coo_tensor(
-        edge_index.flip(0), edge_weight, (num_items, num_items)
-    ).coalesce()
-    csr = coo.to_sparse_csr()
-    csr_t = (
-        torch.sparse_coo_tensor(edge_index, edge_weight, (num_items, num_items))
-        .coalesce()
-        .to_sparse_csr()
-    )
     conv = ItemGraphConv()
-    sparse = _sparse_extra(nnz, num_items)
     methods = [
         Method(
             ITEM_OURS,
             'ours',
             lambda x: (conv(x, edge_index, edge_weight),),
-            extra_bytes=_fused_extra(nnz, num_items),
+            extra_bytes=_fused_extra(edge_index.size(1), num_items),
         ),
+        *raw_spmm_methods(edge_index, edge_weight, num_items, ITEM_BASELINE, 'release')[0],
+    ]
+    start = time.perf_counter()
+    conv(torch.zeros(num_items, 1), edge_index, edge_weight)
+    methods[0].setup_ms = (time.perf_counter() - start) * 1e3
+    return methods
+
+
+def raw_spmm_methods(
+    index: Tensor, weight: Tensor, n: int, coo_name: str, coo_kind: str
+) -> tuple[list[Method], Tensor]:
+    """The raw sparse products of ``A`` (``A[dst, src] = weight``, ``n x n``) timed
+    for every graph: ``torch.sparse.mm`` on COO (named ``coo_name``, of kind
+    ``coo_kind``) and CSR, CSR with a precomputed ``A^T`` for the backward pass,
+    and ``torch_sparse.SparseTensor`` when installed; and the CSR matrix."""
+    nnz = index.size(1)
+    coo = torch.sparse_coo_tensor(index.flip(0), weight, (n, n)).coalesce()
+    csr = coo.to_sparse_csr()
+    csr_t = torch.sparse_coo_tensor(index, weight, (n, n)).coalesce().to_sparse_csr()
+    sparse, fused = _sparse_extra(nnz, n), _fused_extra(nnz, n)
+    return [
         Method(
-            ITEM_BASELINE,
-            'release',
+            coo_name,
+            coo_kind,
             lambda x: (torch.sparse.mm(coo, x),),
             extra_bytes=sparse,
             autograd_raw=True,
@@ -416,14 +404,10 @@ def item_graph_methods(edge_index: Tensor, edge_weight: Tensor, num_items: int) 
             'torch.sparse CSR, precomputed A^T backward',
             'raw',
             lambda x: (_CsrWithTranspose.apply(x, csr, csr_t),),
-            extra_bytes=_fused_extra(nnz, num_items),
+            extra_bytes=fused,
         ),
-        sparse_tensor_method(edge_index, edge_weight, num_items, sparse),
-    ]
-    start = time.perf_counter()
-    conv(torch.zeros(num_items, 1), edge_index, edge_weight)
-    methods[0].setup_ms = (time.perf_counter() - start) * 1e3
-    return methods
+        sparse_tensor_method(index, weight, n, sparse),
+    ], csr
 
 
 # ----------------------------------------------------------------------------

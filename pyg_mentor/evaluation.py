@@ -226,6 +226,39 @@ def _collect(
 
 
 @torch.no_grad()
+def _rank_labelled_rows(
+    scores: Tensor,
+    label_index: Tensor,
+    exclude_index: Tensor | None,
+    ks: Sequence[int],
+) -> tuple[LinkPredMetricCollection, Tensor, Tensor, int]:
+    r"""Checks the inputs of :func:`topk_metrics` / :func:`mmssl_metrics` and
+    ranks the rows that have a label (only they count): returns the metric
+    collection of :obj:`ks`, the top-:math:`\max` ``ks`` items of those rows
+    (:obj:`[R, max(ks)]`), their deduplicated labels with rows renumbered
+    :obj:`0..R-1`, and :math:`R`."""
+    if scores.dim() != 2:
+        raise ValueError(f"'scores' must be 2-dimensional (got {scores.dim()})")
+    num_rows, num_items = scores.shape
+    label_index = label_index.to(scores.device)
+    _check_pairs(label_index, num_rows, num_items, 'label_index')
+    collection = _make_collection(ks).to(scores.device)
+    label_index = coalesce(label_index, num_nodes=max(num_rows, num_items))
+
+    rows = torch.unique_consecutive(label_index[0])
+    pos = torch.full((num_rows,), -1, dtype=torch.long, device=scores.device)
+    pos[rows] = torch.arange(rows.numel(), device=scores.device)
+    sub = scores[rows]  # a copy: masking in place is safe
+    if exclude_index is not None and exclude_index.numel() > 0:
+        exclude_index = exclude_index.to(scores.device)
+        _check_pairs(exclude_index, num_rows, num_items, 'exclude_index')
+        row = pos[exclude_index[0]]
+        keep = row >= 0
+        sub.index_put_((row[keep], exclude_index[1, keep]), sub.new_full((), -math.inf))
+    pred = _masked_topk(sub, max(ks))
+    return collection, pred, torch.stack([pos[label_index[0]], label_index[1]]), rows.numel()
+
+
 def topk_metrics(
     scores: Tensor,
     label_index: Tensor,
@@ -259,28 +292,8 @@ def topk_metrics(
         >>> out['recall@1'], out['recall@2']  # row 1 ranks [1, 0, 2]
         (0.5, 0.5)
     """
-    if scores.dim() != 2:
-        raise ValueError(f"'scores' must be 2-dimensional (got {scores.dim()})")
-    num_rows, num_items = scores.shape
-    label_index = label_index.to(scores.device)
-    _check_pairs(label_index, num_rows, num_items, 'label_index')
-    collection = _make_collection(ks).to(scores.device)
-    label_index = coalesce(label_index, num_nodes=max(num_rows, num_items))
-
-    # Only rows with labels count; they are also the only rows ranked.
-    rows = torch.unique_consecutive(label_index[0])
-    pos = torch.full((num_rows,), -1, dtype=torch.long, device=scores.device)
-    pos[rows] = torch.arange(rows.numel(), device=scores.device)
-    sub = scores[rows]  # a copy: masking in place is safe
-    if exclude_index is not None and exclude_index.numel() > 0:
-        exclude_index = exclude_index.to(scores.device)
-        _check_pairs(exclude_index, num_rows, num_items, 'exclude_index')
-        row = pos[exclude_index[0]]
-        keep = row >= 0
-        sub.index_put_((row[keep], exclude_index[1, keep]), sub.new_full((), -math.inf))
-
-    pred = _masked_topk(sub, max(ks))
-    collection.update(pred, torch.stack([pos[label_index[0]], label_index[1]]))
+    collection, pred, labels, _ = _rank_labelled_rows(scores, label_index, exclude_index, ks)
+    collection.update(pred, labels)
     return _collect(collection, ks)
 
 
@@ -354,26 +367,11 @@ def mmssl_metrics(
         dict[str, float]: Keys ``recall@K``, ``ndcg@K``, ``precision@K`` and
         ``hit_ratio@K``.
     """
-    _make_collection(ks)  # validates `ks`
-    num_rows, num_items = scores.shape
-    label_index = label_index.to(scores.device)
-    _check_pairs(label_index, num_rows, num_items, 'label_index')
-    label_index = coalesce(label_index, num_nodes=max(num_rows, num_items))
-    rows = torch.unique_consecutive(label_index[0])
-    pos = torch.full((num_rows,), -1, dtype=torch.long, device=scores.device)
-    pos[rows] = torch.arange(rows.numel(), device=scores.device)
-    sub = scores[rows]
-    if exclude_index is not None and exclude_index.numel() > 0:
-        exclude_index = exclude_index.to(scores.device)
-        _check_pairs(exclude_index, num_rows, num_items, 'exclude_index')
-        row = pos[exclude_index[0]]
-        keep = row >= 0
-        sub.index_put_((row[keep], exclude_index[1, keep]), sub.new_full((), -math.inf))
-    pred = _masked_topk(sub, max(ks))
-    label_row = pos[label_index[0]]
-    num_labels = torch.bincount(label_row, minlength=rows.numel()).to(torch.float64)
-    sums = _mmssl_sums(pred, label_row, label_index[1], num_labels, ks)
-    count = max(rows.numel(), 1)
+    _, pred, labels, num_ranked = _rank_labelled_rows(scores, label_index, exclude_index, ks)
+    label_row = labels[0]
+    num_labels = torch.bincount(label_row, minlength=num_ranked).to(torch.float64)
+    sums = _mmssl_sums(pred, label_row, labels[1], num_labels, ks)
+    count = max(num_ranked, 1)
     return {f'{name}@{k}': float(sums[f'{name}@{k}']) / count
             for name in MMSSL_METRICS for k in ks}
 

@@ -147,6 +147,18 @@ def align_loss(
     return torch.stack(terms).sum()
 
 
+def _check_views(name: str, a: Tensor, b: Tensor, tau: float) -> None:
+    r"""The inputs of a contrastive loss: two :obj:`[N, d]` views and
+    :math:`\tau > 0`."""
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(
+            f'{name} expects two [N, d] matrices of the same shape '
+            f'(got {tuple(a.shape)} and {tuple(b.shape)})'
+        )
+    if not tau > 0:
+        raise ValueError(f'{name} needs a temperature tau > 0 (got {tau})')
+
+
 def info_nce(
     a: Tensor, b: Tensor, tau: float, chunk_size: int | Literal['auto'] | None = 'auto'
 ) -> Tensor:
@@ -212,13 +224,7 @@ def info_nce(
     Returns:
         torch.Tensor: A scalar.
     """
-    if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(
-            f'info_nce expects two [N, d] matrices of the same shape '
-            f'(got {tuple(a.shape)} and {tuple(b.shape)})'
-        )
-    if not tau > 0:
-        raise ValueError(f'info_nce needs a temperature tau > 0 (got {tau})')
+    _check_views('info_nce', a, b, tau)
     if chunk_size == 'auto':
         chunk_size = auto_chunk_size(b.size(0))
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
@@ -374,13 +380,7 @@ def grace_nce(
     Returns:
         torch.Tensor: A scalar.
     """
-    if anchor.dim() != 2 or anchor.shape != positive.shape:
-        raise ValueError(
-            f'grace_nce expects two [N, d] matrices of the same shape '
-            f'(got {tuple(anchor.shape)} and {tuple(positive.shape)})'
-        )
-    if not tau > 0:
-        raise ValueError(f'grace_nce needs a temperature tau > 0 (got {tau})')
+    _check_views('grace_nce', anchor, positive, tau)
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f'chunk_size must be a positive integer or None (got {chunk_size})')
     a = F.normalize(anchor, dim=1, eps=1e-12)

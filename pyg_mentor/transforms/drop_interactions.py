@@ -14,7 +14,77 @@ from pyg_mentor.typing import RATED_BY, RATES
 from pyg_mentor.utils.augment import _check_probability, drop_interactions
 
 
-class DropInteractions(BaseTransform):
+class UserItemEdgeFilter(BaseTransform):
+    r"""Base of the transforms that keep a subset of the user-item edges of a
+    :class:`~torch_geometric.data.HeteroData` (:class:`DropInteractions`,
+    :class:`~pyg_mentor.transforms.DegreeSensitivePruning`): subclasses give
+    the mask of kept edges in :meth:`edge_mask`; this class checks the input,
+    keeps the reverse edge type in sync, filters the per-edge attributes of
+    both and returns a shallow copy (the rules are those of
+    :class:`DropInteractions`).
+
+    Args:
+        p (float): The drop rate, :math:`0 \le p < 1`.
+        edge_type (tuple[str, str, str], optional): The user-item edge type.
+            (default: :obj:`('user', 'rates', 'item')`)
+        rev_edge_type (tuple[str, str, str], optional): Its reverse edge type,
+            or :obj:`None`. (default: :obj:`('item', 'rated_by', 'user')`)
+    """
+    def __init__(
+        self,
+        p: float,
+        edge_type: EdgeType = RATES,
+        rev_edge_type: EdgeType | None = RATED_BY,
+    ) -> None:
+        self.p = _check_probability(p)
+        self.edge_type = _check_edge_type(edge_type, 'edge_type')
+        self.rev_edge_type = (None if rev_edge_type is None else
+                              _check_edge_type(rev_edge_type, 'rev_edge_type'))
+        if self.rev_edge_type is not None and (
+                self.rev_edge_type[0] != self.edge_type[2]
+                or self.rev_edge_type[2] != self.edge_type[0]):
+            raise ValueError(f"'rev_edge_type' {self.rev_edge_type} does not "
+                             f"reverse 'edge_type' {self.edge_type}")
+
+    def edge_mask(self, data: HeteroData, edge_index: Tensor) -> Tensor:
+        r"""The boolean mask of the edges of :obj:`edge_type` to keep."""
+        raise NotImplementedError
+
+    def forward(self, data: HeteroData) -> HeteroData:
+        name = self.__class__.__name__
+        if not isinstance(data, HeteroData):
+            raise TypeError(f"'{name}' expects a HeteroData "
+                            f"object (got {type(data).__name__})")
+        if self.edge_type not in data.edge_types:
+            raise ValueError(f"The data has no edge type {self.edge_type} "
+                             f"(edge types present: {data.edge_types})")
+        # BaseTransform.__call__ copies too; copying here keeps a direct
+        # `forward` call from modifying its input. Shallow copies are cheap.
+        data = copy.copy(data)
+
+        store = data[self.edge_type]
+        edge_index = _edge_index(store, name)
+        mask = self.edge_mask(data, edge_index)
+
+        rev_store, rev_mask = None, None
+        if (self.rev_edge_type is not None
+                and self.rev_edge_type in data.edge_types):
+            rev_store = data[self.rev_edge_type]
+            rev_mask = _reverse_mask(edge_index, _edge_index(rev_store, name), mask,
+                                     self.edge_type, self.rev_edge_type)
+
+        _filter_edges(store, mask)
+        if rev_store is not None and rev_mask is not None:
+            _filter_edges(rev_store, rev_mask)
+        return data
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(p={self.p}, '
+                f'edge_type={self.edge_type}, '
+                f'rev_edge_type={self.rev_edge_type})')
+
+
+class DropInteractions(UserItemEdgeFilter):
     r"""Randomly drops user-item interactions of a
     :class:`~torch_geometric.data.HeteroData`, each independently with
     probability :math:`p` (see
@@ -53,53 +123,8 @@ class DropInteractions(BaseTransform):
         >>> transform = T.Compose([DropInteractions(0.2), MaskFeatures(0.5)])
         >>> view = transform(data)  # data itself is unchanged
     """
-    def __init__(
-        self,
-        p: float,
-        edge_type: EdgeType = RATES,
-        rev_edge_type: EdgeType | None = RATED_BY,
-    ) -> None:
-        self.p = _check_probability(p)
-        self.edge_type = _check_edge_type(edge_type, 'edge_type')
-        self.rev_edge_type = (None if rev_edge_type is None else
-                              _check_edge_type(rev_edge_type, 'rev_edge_type'))
-        if self.rev_edge_type is not None and (
-                self.rev_edge_type[0] != self.edge_type[2]
-                or self.rev_edge_type[2] != self.edge_type[0]):
-            raise ValueError(f"'rev_edge_type' {self.rev_edge_type} does not "
-                             f"reverse 'edge_type' {self.edge_type}")
-
-    def forward(self, data: HeteroData) -> HeteroData:
-        if not isinstance(data, HeteroData):
-            raise TypeError(f"'{self.__class__.__name__}' expects a HeteroData "
-                            f"object (got {type(data).__name__})")
-        if self.edge_type not in data.edge_types:
-            raise ValueError(f"The data has no edge type {self.edge_type} "
-                             f"(edge types present: {data.edge_types})")
-        # BaseTransform.__call__ copies too; copying here keeps a direct
-        # `forward` call from modifying its input. Shallow copies are cheap.
-        data = copy.copy(data)
-
-        store = data[self.edge_type]
-        edge_index = _edge_index(store)
-        _, mask = drop_interactions(edge_index, self.p)
-
-        rev_store, rev_mask = None, None
-        if (self.rev_edge_type is not None
-                and self.rev_edge_type in data.edge_types):
-            rev_store = data[self.rev_edge_type]
-            rev_mask = _reverse_mask(edge_index, _edge_index(rev_store), mask,
-                                     self.edge_type, self.rev_edge_type)
-
-        _filter_edges(store, mask)
-        if rev_store is not None and rev_mask is not None:
-            _filter_edges(rev_store, rev_mask)
-        return data
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(p={self.p}, '
-                f'edge_type={self.edge_type}, '
-                f'rev_edge_type={self.rev_edge_type})')
+    def edge_mask(self, data: HeteroData, edge_index: Tensor) -> Tensor:
+        return drop_interactions(edge_index, self.p)[1]
 
 
 def _check_edge_type(edge_type: EdgeType, name: str) -> EdgeType:
@@ -110,11 +135,11 @@ def _check_edge_type(edge_type: EdgeType, name: str) -> EdgeType:
     return (edge_type[0], edge_type[1], edge_type[2])
 
 
-def _edge_index(store: EdgeStorage) -> Tensor:
+def _edge_index(store: EdgeStorage, name: str) -> Tensor:
     for key in ('adj', 'adj_t'):
         if key in store:
             raise ValueError(f"Edge type {store._key} holds '{key}', which "
-                             f"'DropInteractions' cannot keep in sync; store "
+                             f"'{name}' cannot keep in sync; store "
                              f"the connectivity as 'edge_index'")
     if 'edge_index' not in store:
         raise ValueError(f"Edge type {store._key} has no 'edge_index'")
