@@ -22,7 +22,7 @@ from pyg_mentor.typing import ITEM, RATES, USER, feature_key, modalities
 #: The defects of the release that have an option (``release_<name>``), see
 #: :class:`MMSSL`.
 RELEASE_OPTIONS = ('graph_schedule', 'pairing', 'attention', 'discriminator',
-                   'norm', 'feature_layers')
+                   'feature_layers')
 
 
 class Discriminator(torch.nn.Module):
@@ -192,10 +192,17 @@ class MMSSL(Recommender):
       input and reduces to :math:`\mathbf{p}\,\mathbf{W}'` with
       :math:`\mathbf{W}'` the sum of :math:`\mathbf{W}_{cat}`'s row blocks.
     * ``discriminator``: ``LeakyReLU(True)`` has slope 1 (identity).
-    * ``norm``: one-sided :math:`\mathbf{D}^{-1/2}\mathbf{A}` graph
-      normalisation instead of the symmetric one.
     * ``feature_layers``: the release's feature propagation loop restarts from
       :math:`\mathbf{F}_m` each iteration (more layers have no effect).
+
+    Kept as released: the one-sided graph normalisation
+    :math:`\hat{\mathbf{A}} = \mathbf{D}_u^{-1/2}\mathbf{A}` (item :math:`\to`
+    user; :math:`\mathbf{D}_i^{-1/2}\mathbf{A}^{\top}` user :math:`\to` item) of
+    the training and the generated graphs. It is not LightGCN's symmetric
+    normalisation, but nothing says it is a mistake, and it scored higher on
+    the planted data (``benchmarks/results/mmssl.md``);
+    :obj:`symmetric_norm=True` uses :math:`\mathbf{D}_u^{-1/2}\mathbf{A}
+    \mathbf{D}_i^{-1/2}` instead.
 
     Args:
         num_users (int): Number of users.
@@ -235,10 +242,12 @@ class MMSSL(Recommender):
             release's AdamW default, 0.01).
         contrastive_chunk_size (int, optional): Anchors per chunk of the
             contrastive loss (1024).
+        symmetric_norm (bool): LightGCN's symmetric normalisation of the
+            graphs instead of the release's one-sided one (:obj:`False`).
         release_compat (bool): Default of every ``release_*`` option.
         release_graph_schedule, release_pairing, release_attention,
-        release_discriminator, release_norm, release_feature_layers
-            (bool, optional): One defect each (see above); :obj:`None` follows
+        release_discriminator, release_feature_layers (bool, optional): One
+            defect each (see above); :obj:`None` follows
             :obj:`release_compat`.
     """
 
@@ -273,12 +282,12 @@ class MMSSL(Recommender):
         graph_topk_rate: float = 1e-4,
         decoupled_weight_decay: float = 0.01,
         contrastive_chunk_size: int | None = 1024,
+        symmetric_norm: bool = False,
         release_compat: bool = False,
         release_graph_schedule: bool | None = None,
         release_pairing: bool | None = None,
         release_attention: bool | None = None,
         release_discriminator: bool | None = None,
-        release_norm: bool | None = None,
         release_feature_layers: bool | None = None,
     ):
         super().__init__(num_users, num_items)
@@ -315,9 +324,10 @@ class MMSSL(Recommender):
         self.graph_topk_rate = graph_topk_rate
         self.decoupled_weight_decay = decoupled_weight_decay
         self.contrastive_chunk_size = contrastive_chunk_size
+        self.symmetric_norm = symmetric_norm
         flags = {'graph_schedule': release_graph_schedule, 'pairing': release_pairing,
                  'attention': release_attention,
-                 'discriminator': release_discriminator, 'norm': release_norm,
+                 'discriminator': release_discriminator,
                  'feature_layers': release_feature_layers}
         #: The resolved ``release_<name>`` options.
         self.release = {k: release_compat if v is None else bool(v)
@@ -400,7 +410,7 @@ class MMSSL(Recommender):
 
     def _weights(self, edge_index: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
         return graph_weights(edge_index, weight, self.num_users, self.num_items,
-                             self.release['norm'])
+                             one_sided=not self.symmetric_norm)
 
     def _base_weights(self) -> tuple[Tensor, Tensor]:
         ones = torch.ones(self.edge_index.size(1), device=self.edge_index.device,
@@ -704,17 +714,28 @@ class MMSSL(Recommender):
         d_loss = self.discriminator_loss(distinct)
         if not torch.isfinite(d_loss):
             return {'loss': d_loss.detach(), 'disc': d_loss.detach()}
-        d_loss.backward()
+        # Only the discriminator's weights: the gradient penalty's interpolated
+        # input is a leaf that requires grad, whose own gradient is not used.
+        d_loss.backward(inputs=[p for p in self.discriminator.parameters()
+                                if p.requires_grad])
         self.d_optimizer.step()
 
         optimizer.zero_grad(set_to_none=True)
-        terms, distinct, gen = self._generator_terms(batch)
-        terms['disc'] = d_loss.detach()
-        if not torch.isfinite(terms['loss']):
-            return terms
-        terms['loss'].backward()
-        for p in self.discriminator.parameters():
-            p.grad = None
+        # The release drops the discriminator's gradients of the recommender
+        # loss; freezing its weights here means autograd never computes them
+        # (one I x I/4 weight-gradient GEMM per step saved).
+        frozen = [p for p in self.discriminator.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            terms, distinct, gen = self._generator_terms(batch)
+            terms['disc'] = d_loss.detach()
+            if not torch.isfinite(terms['loss']):
+                return terms
+            terms['loss'].backward()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
         if self.decoupled_weight_decay > 0:
             with torch.no_grad():
                 for group in optimizer.param_groups:
@@ -729,4 +750,5 @@ class MMSSL(Recommender):
         fixed = [k for k, v in self.release.items() if v]
         return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
                 f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
-                f'topk={self.topk}, release={fixed})')
+                f'topk={self.topk}, release={fixed}'
+                f"{', symmetric_norm=True' if self.symmetric_norm else ''})")

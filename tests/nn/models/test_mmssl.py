@@ -78,9 +78,9 @@ def dense_attention(model, s, release):
     return out
 
 
-def dense_forward(model, edge_index, features, release=False):
+def dense_forward(model, edge_index, features, release=False, symmetric=False):
     r"""Eval-mode forward pass (no dropout), float64."""
-    a_ui, a_iu = dense_norm(dense_r(edge_index), release)
+    a_ui, a_iu = dense_norm(dense_r(edge_index), not symmetric)
     e_u, e_i = model.user_emb.double(), model.item_emb.double()
     out = {'h_u': {}, 'h_i': {}, 'p_u': {}, 'p_i': {}}
     for m in model.modalities:
@@ -91,7 +91,7 @@ def dense_forward(model, edge_index, features, release=False):
             h_u = a_ui @ (f if release else h_i)
             h_i = a_iu @ h_u
         out['h_u'][m], out['h_i'][m] = h_u, h_i
-        g_ui, g_iu = dense_norm(dense_generated(model, m), release)
+        g_ui, g_iu = dense_norm(dense_generated(model, m), not symmetric)
         out['p_u'][m], out['p_i'][m] = g_ui @ e_i, g_iu @ e_u
     mods = model.modalities
     z_u = dense_attention(model, torch.stack([out['p_u'][m] for m in mods]), release)
@@ -222,9 +222,10 @@ def test_topk_is_zero_on_baby_in_the_release_only():
 
 # Forward pass #################################################################
 
-@pytest.mark.parametrize('release', [False, True])
-def test_forward_matches_dense(release):
-    model, edge_index, features = tiny(release_compat=release)
+@pytest.mark.parametrize('release,symmetric', [(False, False), (False, True),
+                                               (True, False), (True, True)])
+def test_forward_matches_dense(release, symmetric):
+    model, edge_index, features = tiny(release_compat=release, symmetric_norm=symmetric)
     if release:  # a non-trivial (scrambled) generated graph
         model.on_epoch_start(0, torch.Generator())
         for _ in range(2):
@@ -232,7 +233,7 @@ def test_forward_matches_dense(release):
                                                  for m in model.modalities})
     model.eval()
     out = model.embed()
-    ref = dense_forward(model, edge_index, features, release)
+    ref = dense_forward(model, edge_index, features, release, symmetric)
     assert torch.allclose(out.user.double(), ref['user'], atol=1e-5)
     assert torch.allclose(out.item.double(), ref['item'], atol=1e-5)
     for m in model.modalities:
@@ -406,6 +407,27 @@ def test_train_step_runs_both_players_and_equals_adamw():
                zip(d_before, model.discriminator.parameters()))
     assert all(p not in opt.state for p in model.discriminator.parameters())
     assert len(model.d_optimizer.state) > 0
+
+
+def test_train_step_discriminator_gradient_is_its_own_loss_only():
+    # After a step, D's gradients are those of its WGAN-GP loss alone (the
+    # recommender's adversarial term adds nothing to them), and D's weights
+    # are trainable again for the next step.
+    batch = torch.tensor([[0, 2, 2, 5, 1], [1, 3, 2, 3, 5], [4, 6, 7, 0, 2]])
+    model, _, _ = tiny()
+    twin = copy.deepcopy(model)
+    model.train()
+    twin.train()
+    params = list(twin.discriminator.parameters())
+    _seed(0)
+    expected = torch.autograd.grad(twin.discriminator_loss(batch[0].unique()), params)
+    _seed(0)
+    recommender = [p for n, p in model.named_parameters()
+                   if not n.startswith('discriminator.')]
+    model.train_step(batch, torch.optim.Adam(recommender, lr=1e-2))
+    for p, g in zip(model.discriminator.parameters(), expected):
+        assert p.requires_grad
+        assert torch.allclose(p.grad, g, atol=1e-6)
 
 
 @pytest.mark.parametrize('release', [False, True])
