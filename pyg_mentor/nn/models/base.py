@@ -2,7 +2,7 @@ r"""The small interface every recommender of the package implements, and the
 model registry the trainer and the CLI use."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_mentor.nn.conv.bipartite_light_conv import BipartiteLightConv
+from pyg_mentor.typing import ITEM, feature_key, modalities
 
 ScoreFn = Callable[[Tensor], Tensor]
 
@@ -172,3 +173,30 @@ def get_model_spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise KeyError(f"Unknown model '{name}'; available: {sorted(MODELS)}")
     return MODELS[name]
+
+
+# Multimodal models: item features #########################################
+
+def check_features(owner: str, features: Mapping[str, Tensor], num_items: int) -> list[str]:
+    r"""The sorted modality names of :obj:`features`; a clear error if there
+    is none or a matrix is not :obj:`[num_items, d]`."""
+    if not features:
+        raise ValueError(f'{owner} needs at least one modality of item features')
+    for name, x in features.items():
+        if x.dim() != 2 or x.size(0) != num_items:
+            raise ValueError(f"Features of '{name}' must be [{num_items}, d], "
+                             f'got {list(x.shape)}')
+    return sorted(features)
+
+
+def data_features(owner: str, data: HeteroData) -> dict[str, Tensor]:
+    r"""The item features of every modality of :obj:`data`, or a clear error
+    saying how to get some."""
+    names = modalities(data)
+    if not names:
+        raise ValueError(
+            f'{owner} needs item features (data["item"].x_<modality>) and the '
+            'dataset has none; real features of Baby/Sports/Clothing are not '
+            'available offline: add <modality>_feat.npy files, or use '
+            '--surrogate-features interactions (pyg_mentor.datasets.surrogate)')
+    return {m: data[ITEM][feature_key(m)] for m in names}

@@ -10,9 +10,8 @@ from torch_geometric.nn import HeteroConv
 
 from pyg_mentor.nn.conv import BipartiteLightConv, ItemGraphConv
 from pyg_mentor.nn.functional import bpr_loss
-from pyg_mentor.nn.models.base import Recommender, register_model
+from pyg_mentor.nn.models.base import Recommender, check_features, data_features, register_model
 from pyg_mentor.nn.models.mentor import SIMILAR, build_item_graph
-from pyg_mentor.nn.models.vbpr import check_features, data_features
 from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
 from pyg_mentor.utils.augment import _check_probability, degree_sensitive_pruning
 

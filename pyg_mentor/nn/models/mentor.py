@@ -12,9 +12,15 @@ from torch_geometric.nn import HeteroConv
 
 from pyg_mentor.nn import functional as PF
 from pyg_mentor.nn.conv import BipartiteLightConv, ItemGraphConv
-from pyg_mentor.nn.models.base import Recommender, ScoreFn, register_model
+from pyg_mentor.nn.models.base import (
+    Recommender,
+    ScoreFn,
+    check_features,
+    data_features,
+    register_model,
+)
 from pyg_mentor.nn.noise import EmbeddingNoise
-from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER, feature_key, modalities
+from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
 
 log = logging.getLogger(__name__)
 
@@ -173,15 +179,9 @@ class MENTOR(Recommender):
         eval_cached_embeddings: bool = False,
     ):
         super().__init__(num_users, num_items)
-        if not features:
-            raise ValueError('MENTOR needs at least one modality of item features')
+        self.modalities = check_features('MENTOR', features, num_items)
         if cl_scope not in ('all', 'batch'):
             raise ValueError(f"cl_scope must be 'all' or 'batch', got '{cl_scope}'")
-        for name, x in features.items():
-            if x.dim() != 2 or x.size(0) != num_items:
-                raise ValueError(f"Features of '{name}' must be [{num_items}, d], "
-                                 f'got {list(x.shape)}')
-        self.modalities = sorted(features)
         self.embedding_dim = embedding_dim
         self.num_mm_layers = num_mm_layers
         self.knn_k = knn_k
@@ -235,14 +235,7 @@ class MENTOR(Recommender):
         :obj:`data['item', 'similar', 'item']` if present, otherwise built with
         :class:`~pyg_mentor.transforms.ModalityKNNGraph` and
         :class:`~pyg_mentor.transforms.FuseItemGraphs`)."""
-        names = modalities(data)
-        if not names:
-            raise ValueError(
-                'MENTOR needs item features (data["item"].x_<modality>) and the '
-                'dataset has none; real features of Baby/Sports/Clothing are not '
-                'available offline: add <modality>_feat.npy files, or use '
-                '--surrogate-features interactions (pyg_mentor.datasets.surrogate)')
-        features = {m: data[ITEM][feature_key(m)] for m in names}
+        features = data_features('MENTOR', data)
         if SIMILAR in data.edge_types:
             graph = data[SIMILAR]
             item_graph = (graph.edge_index, graph.edge_weight)

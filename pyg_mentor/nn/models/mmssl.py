@@ -16,8 +16,8 @@ from torch_geometric.utils import coalesce, cumsum
 
 from pyg_mentor.nn.conv import BipartiteLightConv
 from pyg_mentor.nn.functional import bpr_loss, grace_nce
-from pyg_mentor.nn.models.base import Recommender, register_model
-from pyg_mentor.typing import ITEM, RATES, USER, feature_key, modalities
+from pyg_mentor.nn.models.base import Recommender, check_features, data_features, register_model
+from pyg_mentor.typing import ITEM, RATES, USER
 
 #: The defects of the release that have an option (``release_<name>``), see
 #: :class:`MMSSL`.
@@ -291,19 +291,13 @@ class MMSSL(Recommender):
         release_feature_layers: bool | None = None,
     ):
         super().__init__(num_users, num_items)
-        if not features:
-            raise ValueError('MMSSL needs at least one modality of item features')
-        for name, x in features.items():
-            if x.dim() != 2 or x.size(0) != num_items:
-                raise ValueError(f"Features of '{name}' must be [{num_items}, d], "
-                                 f'got {list(x.shape)}')
+        self.modalities = check_features('MMSSL', features, num_items)
         if embedding_dim % num_heads != 0:
             raise ValueError(f'embedding_dim ({embedding_dim}) must be divisible by '
                              f'num_heads ({num_heads})')
         if graph_period < 1 or num_layers < 1 or num_feature_layers < 1:
             raise ValueError('graph_period, num_layers and num_feature_layers must '
                              'be >= 1')
-        self.modalities = sorted(features)
         self.embedding_dim = embedding_dim
         self.num_layers = num_layers
         self.num_feature_layers = num_feature_layers
@@ -372,14 +366,8 @@ class MMSSL(Recommender):
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> MMSSL:
-        names = modalities(data)
-        if not names:
-            raise ValueError(
-                f"MMSSL needs item features data['{ITEM}'].{feature_key('<modality>')} "
-                "(e.g. --surrogate-features interactions)")
-        features = {m: data[ITEM][feature_key(m)] for m in names}
         return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   data[RATES].edge_index, features, **kwargs)
+                   data[RATES].edge_index, data_features('MMSSL', data), **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_emb)

@@ -8,33 +8,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_mentor.nn.functional import bpr_loss, embedding_norm_loss
-from pyg_mentor.nn.models.base import Recommender, register_model
-from pyg_mentor.typing import ITEM, USER, feature_key, modalities
-
-
-def check_features(owner: str, features: Mapping[str, Tensor], num_items: int) -> list[str]:
-    r"""The sorted modality names of :obj:`features`; a clear error if there
-    is none or a matrix is not :obj:`[num_items, d]`."""
-    if not features:
-        raise ValueError(f'{owner} needs at least one modality of item features')
-    for name, x in features.items():
-        if x.dim() != 2 or x.size(0) != num_items:
-            raise ValueError(f"Features of '{name}' must be [{num_items}, d], "
-                             f'got {list(x.shape)}')
-    return sorted(features)
-
-
-def data_features(owner: str, data: HeteroData) -> dict[str, Tensor]:
-    r"""The item features of every modality of :obj:`data`, or a clear error
-    saying how to get some."""
-    names = modalities(data)
-    if not names:
-        raise ValueError(
-            f'{owner} needs item features (data["item"].x_<modality>) and the '
-            'dataset has none; real features of Baby/Sports/Clothing are not '
-            'available offline: add <modality>_feat.npy files, or use '
-            '--surrogate-features interactions (pyg_mentor.datasets.surrogate)')
-    return {m: data[ITEM][feature_key(m)] for m in names}
+from pyg_mentor.nn.models.base import Recommender, check_features, data_features, register_model
+from pyg_mentor.typing import ITEM, USER
 
 
 # MMRec's VBPR.yaml gives the grid only; the single-run reg_weight is our
