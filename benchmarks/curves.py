@@ -2,8 +2,9 @@
 
 Reads each run folder's ``log.csv`` (written by ``pyg-mentor train``; the run may still be
 training) and prints one row per epoch with the chosen metrics of every run, plus the
-best-valid epoch of each run (MMRec's rule: the first epoch with the highest valid metric
-rounded to 4 decimals) and the run's test metrics there::
+best-valid epoch of each run (the trainer's rule, :func:`pyg_mentor.train.best_epoch`: the
+first epoch with the highest valid metric rounded to 4 decimals) and the run's test metrics
+there::
 
     python benchmarks/curves.py runs/baby-mentor-release runs/baby-mentor-batch \\
         --labels all batch --metrics valid/recall@10 valid/recall@20 test/recall@20
@@ -15,36 +16,16 @@ log can be shown (``train_seconds``, ``train/loss``, ...).
 from __future__ import annotations
 
 import argparse
-import csv
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+if not __package__:  # `python benchmarks/curves.py`: import the checkout's package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-def read_log(run: Path) -> list[dict[str, float]]:
-    """The rows of ``run/log.csv`` as floats (empty cells become NaN)."""
-    path = run / 'log.csv'
-    if not path.exists():
-        raise FileNotFoundError(f'{path}: no training log (is {run} a run folder?)')
-    with path.open(newline='') as f:
-        rows = []
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                rows.append({k: float(v) if v not in ('', None) else math.nan
-                             for k, v in row.items()})
-            except ValueError as err:
-                raise ValueError(f'{path}, line {line}: {err}') from None
-    return rows
-
-
-def best_epoch(rows: Sequence[dict[str, float]], metric: str) -> int | None:
-    """The first epoch with the highest ``metric`` rounded to 4 decimals."""
-    best, epoch = -math.inf, None
-    for row in rows:
-        value = row.get(metric, math.nan)
-        if not math.isnan(value) and round(value, 4) > best:
-            best, epoch = round(value, 4), int(row['epoch'])
-    return epoch
+from pyg_mentor.run_folder import read_log
+from pyg_mentor.train import best_epoch
 
 
 def _cell(value: float) -> str:

@@ -38,14 +38,13 @@ other processes hits all methods alike. Epoch seconds = median step x
 ceil(train pairs / batch size) (58 on Baby), plus one full evaluation
 (``model.scorer()`` + :class:`pyg_mentor.evaluation.Evaluator` on the test split).
 Peak memory is the VmHWM of a fresh subprocess per method (data, set-up, two steps,
-one evaluation). Writes JSON to ``benchmarks/results/epoch.json`` and markdown next
-to it.
+one evaluation). Writes JSON to ``runs/benchmarks/epoch.json`` and markdown next
+to it (``--out benchmarks/results/epoch.json`` updates the committed one).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import math
@@ -58,20 +57,31 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python benchmarks/epoch.py`: import the checkout's package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from benchmarks._common import (
+    check_out,
+    default_out,
+    fmt_bytes,
+    machine_line,
+    out_help,
+    save_result,
+    status_bytes,
+)
+from benchmarks.propagation import ReleaseStyleConv as ReleaseGCNConv
 from pyg_mentor.config import expand_grid
 from pyg_mentor.evaluation import Evaluator
 from pyg_mentor.nn.models import MENTOR, MODELS, get_model_spec
 from pyg_mentor.typing import ITEM, RATES, USER, feature_key, modalities
-from pyg_mentor.utils.bench import fmt_bytes, machine_info, save_result, status_bytes
 from pyg_mentor.utils.sampling import NegativeSampler, train_batches
 
 ROOT = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent
 
 #: method -> label; the first group computes the same thing, the second does not.
 SAME_COMPUTATION = {
@@ -88,9 +98,11 @@ OTHER = {
 METHODS = {**SAME_COMPUTATION, **OTHER}
 
 # The release's hyper-parameters (reference section 5), as our model's defaults.
-RELEASE = dict(embedding_dim=64, num_layers=2, num_mm_layers=1, knn_k=10,
-               mm_image_weight=0.1, reg_weight=1e-3, dropout=0.5, mask_weight=1.5,
-               align_weight=0.1, cl_weight=1e-3, temperature=0.2, noise_eps=0.1)
+RELEASE = dict(embedding_dim=64, num_layers=2, num_mm_layers=1, reg_weight=1e-3,
+               dropout=0.5, mask_weight=1.5, align_weight=0.1, cl_weight=1e-3,
+               temperature=0.2, noise_eps=0.1)
+# ... and of its item graph (data options, see pyg_mentor.config.DataConfig).
+RELEASE_GRAPH = dict(knn_k=10, mm_image_weight=0.1)
 LR = 1e-4
 
 
@@ -98,19 +110,25 @@ LR = 1e-4
 
 
 def load_data(args: argparse.Namespace) -> HeteroData:
-    """Baby with surrogate 4096-d / 384-d features, or the small planted set."""
+    """Baby with surrogate 4096-d / 384-d features, or the small planted set, with
+    the release's fused item graph (FAISS, prepared once for every method)."""
+    from pyg_mentor.config import DataConfig
+    from pyg_mentor.datasets.load import prepare_data
+
     if args.quick:
         from pyg_mentor.datasets.synthetic import make_planted
 
-        return make_planted(num_users=300, num_items=150, seed=args.seed)
-    import logging
+        data = make_planted(num_users=300, num_items=150, seed=args.seed)
+    else:
+        import logging
 
-    from pyg_mentor.datasets.mmrec import MMRecDataset
-    from pyg_mentor.datasets.surrogate import add_surrogate_features
+        from pyg_mentor.datasets.mmrec import MMRecDataset
+        from pyg_mentor.datasets.surrogate import add_surrogate_features
 
-    logging.getLogger('pyg_mentor.datasets.surrogate').setLevel(logging.ERROR)
-    data = MMRecDataset(str(args.root), 'baby')[0]
-    return add_surrogate_features(data, seed=args.seed)
+        logging.getLogger('pyg_mentor.datasets.surrogate').setLevel(logging.ERROR)
+        data = MMRecDataset(str(args.root), 'baby')[0]
+        data = add_surrogate_features(data, seed=args.seed)
+    return prepare_data(data, DataConfig(**RELEASE_GRAPH), item_graph=True)
 
 
 def make_batches(data: HeteroData, count: int, batch_size: int, seed: int) -> list[Tensor]:
@@ -131,20 +149,9 @@ def make_batches(data: HeteroData, count: int, batch_size: int, seed: int) -> li
 # Release-style re-creation ################################################################
 
 
-def _load_sibling(name: str) -> Any:
-    """Another script of ``benchmarks/`` as a module (they are not a package)."""
-    spec = importlib.util.spec_from_file_location(f'benchmark_{name}', HERE / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    # Registered first, as PyG's MessagePassing inspects its classes through
-    # `sys.modules[cls.__module__]`.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-#: The release's GCN layer (per-edge messages whose symmetric norm is recomputed from
-#: the degrees in every call, summed by scatter-add), re-created once in propagation.py.
-ReleaseGCNConv = _load_sibling('propagation').ReleaseStyleConv
+# ReleaseGCNConv: the release's GCN layer (per-edge messages whose symmetric norm is
+# recomputed from the degrees in every call, summed by scatter-add), re-created once in
+# propagation.py.
 
 
 class ReleaseBlock(torch.nn.Module):
@@ -350,7 +357,8 @@ def features_of(data: HeteroData) -> dict[str, Tensor]:
 def build_release(data: HeteroData) -> ReleaseStyleMENTOR:
     """Set-up as released: the dense similarity graph, then the model."""
     features = features_of(data)
-    mm_adj = release_item_graph(features, RELEASE['knn_k'], RELEASE['mm_image_weight'])
+    mm_adj = release_item_graph(features, RELEASE_GRAPH['knn_k'],
+                                RELEASE_GRAPH['mm_image_weight'])
     return ReleaseStyleMENTOR(data[USER].num_nodes, data[ITEM].num_nodes,
                               data[RATES].edge_index, features, mm_adj, **RELEASE)
 
@@ -419,11 +427,11 @@ class Method:
 
     def __init__(self, name: str, data: HeteroData, batches: Sequence[Tensor],
                  evaluator: Evaluator | None, seed: int):
-        self.name, self.evaluator = name, evaluator
+        self.name, self.evaluator, self.data = name, evaluator, data
         self.batches = itertools.cycle(batches)
         self.model: Any = None
         self.floor: GemmFloor | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizers: list[torch.optim.Optimizer] = []
         self.last_loss: float | None = None
         self.floor_groups: list[dict[str, float]] = []
         torch.manual_seed(seed)
@@ -444,28 +452,31 @@ class Method:
             # The registered defaults (the first point of a grid: timing does not
             # depend on the values searched).
             spec = get_model_spec(name)
-            kwargs = expand_grid(spec.cls, spec.defaults)[0].model_kwargs
+            kwargs = expand_grid(spec.cls, {})[0].model_kwargs
             self.model = spec.cls.from_data(data, **kwargs)
         else:
             raise ValueError(f'unknown method {name!r}')
         self.setup_s = time.perf_counter() - start
+        if isinstance(self.model, ReleaseStyleMENTOR):
+            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=LR)]
+        elif self.model is not None:  # the trainer's optimisers (MMSSL: + its D's)
+            self.optimizers = self.model.configure_optimizers(LR)
         if self.model is not None:
             self.model.train()
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
 
     def step(self) -> None:
         if self.floor is not None:
             self.floor_groups.append(self.floor.step())
             return
-        assert self.optimizer is not None
         batch = next(self.batches)
-        if hasattr(self.model, 'train_step'):  # the trainer's step (MMSSL: + its D step)
-            loss = self.model.train_step(batch, self.optimizer)['loss']
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
+        if isinstance(self.model, ReleaseStyleMENTOR):
+            optimizer = self.optimizers[0]
+            optimizer.zero_grad(set_to_none=True)
             loss = self.model.loss(batch)['loss']
             loss.backward()
-            self.optimizer.step()
+            optimizer.step()
+        else:  # the trainer's step (MMSSL: + its D step)
+            loss = self.model.train_step(self.data, batch, self.optimizers)['loss']
         self.last_loss = float(loss.detach())
 
     def evaluate(self) -> dict[str, float] | None:
@@ -475,7 +486,7 @@ class Method:
             return self.evaluator.evaluate(self.model.scorer())
         self.model.eval()
         try:
-            return self.evaluator.evaluate(self.model.scorer())
+            return self.evaluator.evaluate(self.model.scorer(self.data))
         finally:
             self.model.train()
 
@@ -488,17 +499,14 @@ def check_agreement(ours: MENTOR, release: ReleaseStyleMENTOR, data: HeteroData,
     """Same parameters, noise and dropout off, one batch: the loss terms and the
     gradients of both, and the difference of their item graphs. Leaves ``release``
     with the release defaults (noise 0.1, dropout 0.5) and no gradients."""
-    features = features_of(data)
-    check = MENTOR(data[USER].num_nodes, data[ITEM].num_nodes, data[RATES].edge_index,
-                   features, (ours.item_graph_index, ours.item_graph_weight),
-                   **{**RELEASE, 'noise_eps': 0.0, 'dropout': 0.0},
-                   cl_scope='all', feature_mask_grad=False)
+    check = MENTOR.from_data(data, **{**RELEASE, 'noise_eps': 0.0, 'dropout': 0.0},
+                             cl_scope='all', feature_mask_grad=False)
     check.load_state_dict(ours.state_dict())
     release.copy_from(check)
     release.set_noise(0.0, 0.0)
     check.train()
     release.train()
-    terms_ours, terms_release = check.loss(batch), release.loss(batch)
+    terms_ours, terms_release = check.loss(data, batch), release.loss(batch)
     terms_ours['loss'].backward()
     terms_release['loss'].backward()
     terms = {}
@@ -518,8 +526,9 @@ def check_agreement(ours: MENTOR, release: ReleaseStyleMENTOR, data: HeteroData,
     release.set_noise(RELEASE['noise_eps'], RELEASE['dropout'])
     # The two item graphs, as I x I matrices.
     size = (data[ITEM].num_nodes,) * 2
-    src, dst = ours.item_graph_index
-    graph_ours = torch.sparse_coo_tensor(torch.stack([dst, src]), ours.item_graph_weight, size)
+    graph = data[ITEM, 'similar', ITEM]
+    src, dst = graph.edge_index
+    graph_ours = torch.sparse_coo_tensor(torch.stack([dst, src]), graph.edge_weight, size)
     diff = (graph_ours.coalesce() - release.mm_adj).coalesce().values().abs()
     return dict(
         terms=terms,
@@ -587,9 +596,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                              '(default: on, off with --quick)')
     parser.add_argument('--quick', action='store_true',
                         help='planted 300 users x 150 items, 1 step (smoke test)')
-    parser.add_argument('--out', type=Path, default=HERE / 'results' / 'epoch.json')
+    parser.add_argument('--out', type=Path, default=default_out('epoch'),
+                        help=out_help('epoch'))
     parser.add_argument('--probe', choices=list(METHODS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    check_out(args.out, args.quick)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -760,16 +771,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         metrics={name: m for name, m in metrics.items() if m is not None},
     )  # fmt: skip
     return result
-
-
-def machine_line() -> str:
-    load = os.getloadavg() if hasattr(os, 'getloadavg') else None
-    info = machine_info()
-    return (f'{info["date"]}, commit {info["commit"]}; '
-            f'torch {torch.__version__}, {torch.get_num_threads()} threads on '
-            f'{os.cpu_count()} cores, load average '
-            f'{"n/a" if load is None else ", ".join(f"{x:.1f}" for x in load)}, '
-            f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}')
 
 
 if __name__ == '__main__':

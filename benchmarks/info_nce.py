@@ -15,7 +15,8 @@ gradients compared.
     python benchmarks/info_nce.py --quick                # small smoke run
 
 Prints a markdown table (median milliseconds, time relative to dense, peak
-extra memory) and writes JSON to ``benchmarks/results/info_nce.json``. The
+extra memory) and writes JSON to ``runs/benchmarks/info_nce.json`` (``--out
+benchmarks/results/info_nce.json`` updates the committed one). The
 memory column is an estimate of what each version allocates beyond its
 inputs: dense holds 2 N x N float matrices in the forward pass and 4 during
 its backward pass; chunked one ``chunk_size x N`` block plus about eight
@@ -32,15 +33,26 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+if not __package__:  # `python benchmarks/info_nce.py`: import the checkout's package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch
 from torch import Tensor
 
+from benchmarks._common import (
+    available_bytes,
+    check_out,
+    default_out,
+    fmt_bytes,
+    out_help,
+    save_result,
+    status_bytes,
+    time_interleaved,
+)
 from pyg_mentor.nn.functional import auto_chunk_size, info_nce
-from pyg_mentor.utils.bench import available_bytes, fmt_bytes, save_result, status_bytes
 
 # (name, rows): MENTOR's InfoNCE runs over all users and over all items.
 SHAPES = [('Baby users', 19445), ('Baby items', 7050)]
@@ -108,20 +120,6 @@ def measure_memory(
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """One untimed warm-up each, then ``repeat`` timed rounds alternating
-    between the functions, so that load from other processes hits all alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def max_rel_diff(x: Tensor, y: Tensor) -> float:
     return float((x.double() - y.double()).abs().max() / y.double().abs().max())
 
@@ -152,7 +150,7 @@ def bench_cell(
         return fn
 
     times = time_interleaved(
-        {name: make_fn(name, chunk) for name, chunk in methods.items()}, args.repeat
+        {name: make_fn(name, chunk) for name, chunk in methods.items()}, args.repeat, warmup=1
     )
     dense_ms = statistics.median(times['dense']) * 1e3 if 'dense' in times else None
     results = []
@@ -199,11 +197,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         '--measure-memory', action='store_true',
         help='also measure the peak RSS growth, one subprocess per cell (Linux)',
     )  # fmt: skip
-    parser.add_argument(
-        '--out', type=Path, default=Path(__file__).parent / 'results' / 'info_nce.json'
-    )
+    parser.add_argument('--out', type=Path, default=default_out('info_nce'),
+                        help=out_help('info_nce'))
     parser.add_argument('--probe', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    check_out(args.out, args.quick)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.probe:  # child process of --measure-memory

@@ -47,8 +47,9 @@ with every ``nprobe`` (build time estimated as train + fill + search time scaled
 all items; the same FAISS calls as ``knn_item_graph``), and the smallest ``nprobe``
 whose recall reaches ``--target-recall`` is then built in full and measured.
 
-Prints a markdown table and writes JSON to ``benchmarks/results/knn.json`` and
-the markdown (command and run time first) beside it (``.md``).
+Prints a markdown table and writes JSON to ``runs/benchmarks/knn.json`` and
+the markdown (command and run time first) beside it (``.md``); ``--out
+benchmarks/results/knn.json`` updates the committed one.
 """
 
 from __future__ import annotations
@@ -68,13 +69,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python benchmarks/knn.py`: import the checkout's package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_mentor.utils.bench import available_bytes, fmt_bytes, save_result, status_bytes
+from benchmarks._common import (
+    QUICK_TARGETS,
+    available_bytes,
+    check_out,
+    default_out,
+    fmt_bytes,
+    out_help,
+    save_result,
+    status_bytes,
+)
 
 # With the private helpers knn_item_graph itself uses, so that the nprobe sweep on sample
 # queries runs the same FAISS calls as knn_item_graph(train_size=...).
@@ -599,13 +612,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help=f'{QUICK_SIZES} items, 1 run (smoke test)')
     parser.add_argument('--workdir', type=Path, default=None,
                         help='where features and neighbours are written (default: a temp dir)')
-    parser.add_argument('--out', type=Path,
-                        default=Path(__file__).parent / 'results' / 'knn.json')
+    parser.add_argument('--out', type=Path, default=default_out('knn'), help=out_help('knn'))
     parser.add_argument('--serve', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve()
         return {}
+    check_out(args.out, args.quick)
     if args.k < 2:
         parser.error('--k must be at least 2 (recall is measured without the item itself)')
     sizes = args.sizes or SIZES + (FULL_SIZES if args.full else [])
@@ -637,7 +650,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f'faiss {faiss.__version__}, IVF with the default nlist of knn_item_graph'
     )  # fmt: skip
     lines = markdown(rows, header)
-    lines += ['', f'Target recall {args.target_recall}:', *summary(rows, args.target_recall)]
+    lines += ['', f'Target recall {args.target_recall}:',
+              *([f'- {QUICK_TARGETS}'] if args.quick else summary(rows, args.target_recall))]
     exact = [r for r in rows if r['kind'] == 'exact' and not r['estimated']]
     if any(r['recall'] != 1.0 for r in exact):
         raise RuntimeError('exact search disagrees with itself')

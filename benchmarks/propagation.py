@@ -56,7 +56,8 @@ release-style method and the time relative to the best raw SpMM measured in
 the same run (the fastest of torch.sparse COO, CSR, CSR with precomputed
 transpose and SparseTensor; the JSON also has it relative to the fastest
 of the plain autograd ones only, COO, CSR and SparseTensor). Writes JSON to
-``benchmarks/results/propagation.json`` (``--full``: ``propagation_full.json``)
+``runs/benchmarks/propagation.json`` (``--full``: ``propagation_full.json``;
+``--out benchmarks/results/propagation.json`` updates the committed one)
 and the tables, with the command and its run time, to the same name with
 ``.md``. Real train graphs are read from ``--root`` (MMRec ``.inter`` files,
 read with ``load_mmrec``, which writes nothing); a missing data set is
@@ -82,17 +83,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+if not __package__:  # `python benchmarks/propagation.py`: import the checkout's package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.nn import HeteroConv, LGConv, MessagePassing
 from torch_geometric.utils import degree, remove_self_loops
 
+from benchmarks._common import (
+    DEFAULT_OUT_DIR,
+    QUICK_TARGETS,
+    available_bytes,
+    check_out,
+    machine_info,
+    save_result,
+    time_interleaved,
+)
 from pyg_mentor.datasets.mmrec import DataFormatError, load_mmrec
 from pyg_mentor.nn.conv import BipartiteLightConv, ItemGraphConv, bipartite_norm
+from pyg_mentor.train import cpu_contention_note
 from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
 from pyg_mentor.utils import knn_item_graph
-from pyg_mentor.utils.bench import available_bytes, machine_info, save_result
 
 try:
     import torch_sparse
@@ -462,23 +475,6 @@ def max_rel_diff(blocks: Sequence[Tensor], ref: Tensor) -> float:
     return diff / max(scale, 1e-30)
 
 
-def time_interleaved(
-    steps: dict[str, Callable[[], object]], warmup: int, repeat: int
-) -> dict[str, list[float]]:
-    """``warmup`` untimed calls each, then ``repeat`` timed rounds alternating
-    between the methods, so that load from other processes hits all alike."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeat):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def iqr(values: Sequence[float]) -> float:
     """Interquartile range (0 for fewer than two values)."""
     if len(values) < 2:
@@ -561,7 +557,7 @@ def bench_cell(
                     f'(tolerance {CHECK_TOL:.0e})'
                 )
         del ref_out, ref_grad
-    times = time_interleaved(steps, max(args.warmup - 1, 0), args.repeat)
+    times = time_interleaved(steps, args.repeat, warmup=max(args.warmup - 1, 0))
 
     medians = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     release = next((medians.get(m.name) for m in methods if m.family == 'release'), None)
@@ -710,17 +706,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         '--out',
         type=Path,
         default=None,
-        help='JSON output (default: benchmarks/results/propagation[_full].json)',
+        help=f'JSON output (default: {DEFAULT_OUT_DIR}/propagation[_full].json; to '
+        'update the committed table: --out benchmarks/results/propagation.json)',
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    if os.environ.get('OMP_WAIT_POLICY') is None and os.getloadavg()[0] > 1:
-        print(
-            'Note: OMP_WAIT_POLICY is unset and the CPU is busy; spinning OpenMP threads '
-            'can make short kernels 10-100x slower here. Consider '
-            'OMP_WAIT_POLICY=PASSIVE (set before Python starts).\n',
-            flush=True,
-        )
+    note = cpu_contention_note()
+    if note:
+        print(f'Note: {note}\n', flush=True)
     for message in (
         'Sparse CSR tensor support is in beta state',
         'Sparse invariant checks are implicitly disabled',
@@ -735,7 +728,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         specs, args.widths, args.repeat = [QUICK_GRAPH], [64], 2
     if args.out is None:
         name = 'propagation_full.json' if args.full else 'propagation.json'
-        args.out = Path(__file__).parent / 'results' / name
+        args.out = DEFAULT_OUT_DIR / name
+    check_out(args.out, args.quick)
 
     rows: list[dict] = []
     graphs: list[dict] = []
@@ -809,6 +803,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         del methods
 
     target, checks = target_lines(rows)
+    if args.quick:  # The targets are set for the full-size graphs.
+        target = [f'- {QUICK_TARGETS}']
+        for check in checks:
+            check['met'] = None
     diffs = [r['out_max_rel_diff'] for r in rows if r.get('out_max_rel_diff') is not None]
     gdiffs = [r['grad_max_rel_diff'] for r in rows if r.get('grad_max_rel_diff') is not None]
     run_s = time.perf_counter() - started

@@ -7,21 +7,26 @@ table beside the numbers of the MENTOR paper (Baby / Sports / Clothing, MMRec pr
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# MENTOR paper, Table 2 (R@10, R@20, N@10, N@20): one copy, in pyg_mentor.compare.
-from pyg_mentor.compare import METRICS as COLUMNS
-from pyg_mentor.compare import PAPER_RESULTS as PAPER
+if not __package__:  # `python benchmarks/summarize_runs.py`: import the checkout's package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+# The paper's numbers (R@10, R@20, N@10, N@20): one copy, benchmarks/paper_results.json.
+from benchmarks.compare import METRICS as COLUMNS
+from benchmarks.compare import paper_results
+from pyg_mentor.run_folder import read_run
 
 
 def load(run: Path) -> dict:
-    metrics = json.loads((run / 'metrics.json').read_text())
-    meta_path = run / 'run.json'
-    metrics['run'] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    metrics['path'] = str(run)
-    return metrics
+    """What ``metrics.json`` holds (a grid's, with its trials), read with
+    :func:`~pyg_mentor.run_folder.read_run` (no checkpoint loaded)."""
+    saved = read_run(run, checkpoint=None)
+    if saved.interrupted:
+        raise ValueError(f'{saved.interrupted}; only finished runs are summarised')
+    return {**saved.result, 'dataset': saved.source.dataset, 'path': str(run)}
 
 
 def table(runs: Sequence[dict]) -> str:
@@ -33,7 +38,7 @@ def table(runs: Sequence[dict]) -> str:
     ]
     for m in runs:
         trials = m.get('trials', [m])
-        paper = PAPER.get((m['model'], m['dataset']))
+        paper = paper_results(m['model'], m['dataset'])
         ratio = f"{m['test']['recall@20'] / paper[1]:.3f}" if paper else '-'
         winner = ', '.join(f'{k}={v}' for k, v in m.get('varied', {}).items()) or 'default'
         test = ' | '.join(f"{m['test'][c]:.4f}" for c in COLUMNS)

@@ -87,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     options = load_config_file(args.config) if args.config else {}
     epochs = resolve_epochs(args.epochs, args.device, options)
     options.update(epochs=epochs, device=args.device)
-    result = train_model(args.model, data, options, args.out, dataset=name)
+    # `source` tells `pyg-mentor evaluate/recommend --run OUT` how to reload the data.
+    result = train_model(args.model, data, options, args.out, dataset=name, source={
+        'root': str(Path(args.root).resolve()), 'scale': args.scale,
+        'surrogate_features': surrogate})
 
     print(f"\n{args.model} on {name}: best epoch {result['best_epoch']} of "
           f"{result['epochs_run']} ({result['status']}, "

@@ -194,8 +194,8 @@ def topk_items(scores: Tensor, k: int, exclude_index: Tensor | None = None) -> T
         torch.Tensor: Item ids of shape :obj:`[num_rows, k]`, best first;
         empty slots hold :obj:`num_items`.
     """
-    if k <= 0:
-        raise ValueError(f"'k' must be positive (got {k})")
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ValueError(f"'k' must be a positive integer (got {k!r})")
     if exclude_index is not None and exclude_index.numel() > 0:
         exclude_index = exclude_index.to(scores.device)
         _check_pairs(exclude_index, *scores.shape, 'exclude_index')

@@ -16,9 +16,11 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,16 +30,57 @@ import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
-from pyg_mentor.config import TrainConfig, Trial, expand_grid
+from pyg_mentor.config import TrainConfig, Trial, check_device, expand_grid
+from pyg_mentor.datasets.load import prepare_data
 from pyg_mentor.evaluation import Evaluator, format_metrics_table
+from pyg_mentor.loader import BPRNeighborLoader, neighbor_seed
 from pyg_mentor.nn.models.base import Recommender, get_model_spec
+from pyg_mentor.run_folder import (
+    RESUME_MAY_CHANGE,
+    RUN_FILE,
+    RunFolderError,
+    RunLock,
+    clean_temp_files,
+    clear_run,
+    format_changes,
+    holds_run,
+    identity_changes,
+    plain,
+    read_json,
+)
 from pyg_mentor.typing import ITEM, RATES, USER
-from pyg_mentor.utils.io import atomic_torch_save
+from pyg_mentor.utils.io import (
+    CorruptFileError,
+    atomic_torch_save,
+    atomic_write_text,
+    hetero_digest,
+    hetero_fingerprint,
+    safe_torch_load,
+)
 from pyg_mentor.utils.sampling import NegativeSampler, train_batches, user_batches
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+#: 2: ``best.pt`` and ``last.pt`` hold the run's identity (``'run'``); version
+#: 1 checkpoints are still read.
+CHECKPOINT_VERSION = 2
+
+
+def load_checkpoint(path: str | Path, map_location: Any = 'cpu') -> dict[str, Any]:
+    r"""Loads a checkpoint without running code from it
+    (:func:`~pyg_mentor.utils.io.safe_torch_load`: ``weights_only=True``,
+    tensors, numbers, strings, containers and NumPy's random state only).
+
+    Raises:
+        ~pyg_mentor.utils.io.UnsafeFileError: If loading would run code.
+        ~pyg_mentor.utils.io.CorruptFileError: If the file is damaged or not a
+            checkpoint of this package.
+    """
+    state = safe_torch_load(path, map_location, what='checkpoint')
+    if not isinstance(state, dict) or 'model' not in state or 'epoch' not in state:
+        raise CorruptFileError(f'{path}: not a checkpoint of pyg-mentor (no model '
+                               'state and epoch)')
+    return state
 
 
 @dataclass
@@ -70,6 +113,68 @@ class TrainResult:
         return out
 
 
+#: Decimals of the validation metric that early stopping and grid selection compare
+#: (MMRec's rule: an epoch improves if its rounded metric is strictly higher).
+SCORE_DECIMALS = 4
+
+
+def early_stopping_score(value: float) -> float:
+    r"""The validation metric as early stopping compares it: rounded to
+    :obj:`SCORE_DECIMALS` decimals."""
+    return round(value, SCORE_DECIMALS)
+
+
+def best_epoch(history: Sequence[Mapping[str, Any]], key: str) -> int | None:
+    r"""The best epoch of a run's history by the trainer's rule: the FIRST epoch
+    whose :obj:`key` (a ``log.csv`` column such as ``'valid/recall@20'``),
+    rounded by :func:`early_stopping_score`, is the highest. Rows without a
+    value (or NaN) are skipped; :obj:`None` if no row has one.
+
+    Args:
+        history (Sequence[Mapping]): Rows with ``'epoch'`` and :obj:`key`
+            (``log.csv`` rows, or :attr:`TrainResult.history`).
+        key (str): The column of the validation metric.
+    """
+    best, epoch = -math.inf, None
+    for row in history:
+        value = row.get(key)
+        if value is None or math.isnan(value):
+            continue
+        score = early_stopping_score(value)
+        if score > best:
+            best, epoch = score, int(row['epoch'])
+    return epoch
+
+
+def cpu_contention_note(device: str = 'cpu') -> str | None:
+    r"""A note when CPU run times will suffer from other processes: the device
+    is the CPU, ``OMP_WAIT_POLICY`` is unset and the 1-minute load average is
+    above 1 (spinning OpenMP threads then make short kernels many times
+    slower); :obj:`None` otherwise."""
+    import os
+
+    if not str(device).startswith('cpu') or os.environ.get('OMP_WAIT_POLICY'):
+        return None
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    if load <= 1:
+        return None
+    return (f'the CPU is busy (load average {load:.1f} on {os.cpu_count()} cores) and '
+            'OMP_WAIT_POLICY is unset: spinning OpenMP threads can make short kernels '
+            '10-100x slower; consider OMP_WAIT_POLICY=PASSIVE (set before Python starts)')
+
+
+def training_plan(config: TrainConfig, num_batches: int, start: int = 0) -> str:
+    r"""One line: what a training will do at most (epochs, early stopping,
+    batches per epoch), before it starts."""
+    resume = f', resuming at epoch {start}' if start else ''
+    sampled = (f' on sampled subgraphs (num_neighbors {config.num_neighbors})'
+               if config.sampler == 'neighbor' else '')
+    return (f'plan: up to {config.epochs} epochs{resume}; early stopping after '
+            f'{config.patience + 1} epochs without a gain in valid {config.valid_metric} '
+            f'(patience {config.patience}); {num_batches} batches of {config.batch_size} '
+            f'per epoch{sampled}, full-ranking validation after each')
+
+
 def seed_everything(seed: int) -> None:
     r"""Seeds Python, NumPy and torch (the model initialisation)."""
     random.seed(seed)
@@ -89,6 +194,10 @@ class Trainer:
             is written if :obj:`None`.
         evaluators (Mapping[str, Evaluator], optional): Prebuilt ``'valid'`` and
             ``'test'`` evaluators (to share them across a grid).
+        run_info (Mapping[str, Any], optional): The run's identity (model,
+            model options, data options, training options, dataset digest; see
+            :func:`run_identity`), stored in every checkpoint and checked when
+            resuming.
     """
 
     def __init__(
@@ -98,11 +207,17 @@ class Trainer:
         config: TrainConfig,
         out_dir: str | Path | None = None,
         evaluators: Mapping[str, Evaluator] | None = None,
+        *,
+        run_info: Mapping[str, Any] | None = None,
     ):
+        self.run_info = plain(dict(run_info)) if run_info else None
         self.model = model
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.device = torch.device(config.device)
+        # The training graph the model runs on (features, item graph), on the
+        # model's device; sampling stays on the CPU.
+        self.data = data.to(self.device)
         self.edge_index = data[RATES].edge_index
         self.sampler = NegativeSampler(self.edge_index, data[ITEM].num_nodes)
         self.evaluators = dict(evaluators) if evaluators else {
@@ -110,10 +225,20 @@ class Trainer:
                              batch_size=config.eval_batch_size)
             for split in ('valid', 'test')
         }
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                          weight_decay=config.weight_decay)
+        # The trainer owns every optimiser (steps and checkpoints them).
+        self.optimizers = list(model.configure_optimizers(config.lr, config.weight_decay))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.num_users = data[USER].num_nodes
+        # sampler='neighbor': every batch trains on its sampled subgraph, drawn
+        # from a generator of its own (the batches and negatives stay those of
+        # full-graph training); unsupported models and options fail here.
+        self.subgraphs: BPRNeighborLoader | None = None
+        if config.sampler == 'neighbor':
+            model.check_sampling()
+            self.subgraphs = BPRNeighborLoader(
+                model.sampled_neighbors(config.num_neighbors),
+                torch.Generator().manual_seed(neighbor_seed(config.seed)),
+                features=model.multimodal)
 
     # Checkpoints ##############################################################
 
@@ -123,31 +248,47 @@ class Trainer:
             'version': CHECKPOINT_VERSION,
             'epoch': epoch,
             'model': self.model.state_dict(),
-            'optimizer': self.optimizer.state_dict(),
+            'optimizers': [o.state_dict() for o in self.optimizers],
             'generator': self.generator.get_state(),
+            **({'neighbor_generator': self.subgraphs.generator.get_state()}
+               if self.subgraphs is not None else {}),
             'torch_rng': torch.get_rng_state(),
             'numpy_rng': np.random.get_state(),
             'python_rng': random.getstate(),
             'stop': stop,
             'history': history,
             'config': self.config.to_dict(),
+            'run': self.run_info,
         }
 
     def _restore(self, path: Path) -> tuple[int, dict[str, Any], list]:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get('version') != CHECKPOINT_VERSION:
+        # On the CPU: the random states must stay CPU tensors, and
+        # `load_state_dict` moves the model's and optimisers' tensors to
+        # their parameters' devices.
+        state = load_checkpoint(path)
+        if state.get('version') not in (1, CHECKPOINT_VERSION):
             raise ValueError(f'{path}: unsupported checkpoint version '
                              f"{state.get('version')}")
-        saved = {k: v for k, v in state['config'].items()
-                 if k not in ('epochs', 'progress', 'tensorboard', 'device')}
-        now = {k: v for k, v in self.config.to_dict().items() if k in saved}
-        if saved != now:
-            diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now[k]}
-            raise ValueError(f'{path}: checkpoint was trained with other options '
-                             f'(saved, now): {diff}')
+        saved = {'train_config': state['config']}
+        now = {'train_config': self.config.to_dict()}
+        if isinstance(state.get('run'), dict) and self.run_info is not None:
+            saved, now = state['run'], self.run_info
+        changes = identity_changes(saved, now)
+        if changes:
+            raise RunFolderError(
+                f'{path}: cannot resume: the run was trained with other options '
+                f'({format_changes(changes)}); only {sorted(RESUME_MAY_CHANGE)} may '
+                'change on --resume')
         self.model.load_state_dict(state['model'])
-        self.optimizer.load_state_dict(state['optimizer'])
+        saved_optimizers = state.get('optimizers', [state.get('optimizer')])
+        if len(saved_optimizers) != len(self.optimizers):
+            raise ValueError(f'{path}: the checkpoint holds {len(saved_optimizers)} '
+                             f'optimiser state(s), the model has {len(self.optimizers)}')
+        for optimizer, saved in zip(self.optimizers, saved_optimizers):
+            optimizer.load_state_dict(saved)
         self.generator.set_state(state['generator'])
+        if self.subgraphs is not None and 'neighbor_generator' in state:
+            self.subgraphs.generator.set_state(state['neighbor_generator'])
         torch.set_rng_state(state['torch_rng'])
         np.random.set_state(state['numpy_rng'])
         random.setstate(state['python_rng'])
@@ -203,23 +344,37 @@ class Trainer:
 
     # Training #################################################################
 
+    @property
+    def num_batches(self) -> int:
+        r"""Training batches per epoch."""
+        if self.config.sampler == 'users':  # MMSSL's release
+            return self.edge_index.size(1) // self.config.batch_size + 1
+        return math.ceil(self.edge_index.size(1) / self.config.batch_size)
+
+    def _show_bars(self) -> bool:
+        r"""Progress bars only on a terminal; elsewhere one log line per epoch."""
+        return self.config.progress and sys.stderr.isatty()
+
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], str | None]:
         self.model.train()
-        self.model.on_epoch_start(epoch, self.generator)
+        # The graph this epoch trains on (e.g. FREEDOM's pruned view).
+        data = self.model.on_epoch_start(self.data, epoch, self.generator)
         sums: dict[str, float] = defaultdict(float)
+        num_batches = self.num_batches
         if self.config.sampler == 'users':  # MMSSL's release
-            num_batches = self.edge_index.size(1) // self.config.batch_size + 1
             batches = user_batches(self.edge_index, self.sampler.num_items,
                                    self.config.batch_size, self.generator)
         else:
-            num_batches = math.ceil(self.edge_index.size(1) / self.config.batch_size)
             batches = train_batches(self.edge_index, self.sampler,
                                     self.config.batch_size, self.generator)
         bar = tqdm(batches, total=num_batches, desc=f'epoch {epoch}',
-                   leave=False, disable=not self.config.progress)
+                   leave=False, disable=not self._show_bars())
         for i, batch in enumerate(bar):
+            graph = data
+            if self.subgraphs is not None:  # The batch's subgraph, local ids.
+                graph, batch = self.subgraphs(data, batch)
             # zero_grad, loss, backward, step (a model may add its own updates)
-            terms = self.model.train_step(batch.to(self.device), self.optimizer)
+            terms = self.model.train_step(graph, batch.to(self.device), self.optimizers)
             if not torch.isfinite(terms['loss']):
                 values = {k: float(v) for k, v in terms.items()}
                 return {}, (f'non-finite loss at epoch {epoch}, batch {i}: '
@@ -234,7 +389,7 @@ class Trainer:
     def evaluate(self, splits: Sequence[str] = ('valid', 'test')) -> dict:
         r"""Full-ranking metrics of the current model on the given splits."""
         self.model.eval()
-        scorer = self.model.scorer()
+        scorer = self.model.scorer(self.data)
         return {split: self.evaluators[split].evaluate(scorer) for split in splits}
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -244,14 +399,19 @@ class Trainer:
             resume (bool, optional): Continue from ``out_dir/last.pt`` if it
                 exists. (default: :obj:`False`)
         """
-        previous = (torch.are_deterministic_algorithms_enabled(),
-                    torch.is_deterministic_algorithms_warn_only_enabled())
-        if self.config.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            return self._fit(resume)
-        finally:
-            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        # One process per run folder (a second one fails at once, naming the
+        # holder); temporary files of a killed run are removed under the lock.
+        with RunLock(self.out_dir) if self.out_dir is not None else nullcontext():
+            if self.out_dir is not None:
+                clean_temp_files(self.out_dir)
+            previous = (torch.are_deterministic_algorithms_enabled(),
+                        torch.is_deterministic_algorithms_warn_only_enabled())
+            if self.config.deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            try:
+                return self._fit(resume)
+            finally:
+                torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
     def _fit(self, resume: bool) -> TrainResult:
         cfg = self.config
@@ -267,12 +427,24 @@ class Trainer:
             epoch, stop, history = self._restore(last)
             start = epoch + 1
             log.info('Resumed from %s at epoch %d', last, start)
+            # `patience` may change on resume: the run continues, or stops,
+            # exactly where a run with the new patience would have.
+            if stop['status'] == 'early_stopped' and stop['bad_epochs'] <= cfg.patience:
+                stop['status'] = 'max_epochs'
+            elif stop['status'] != 'nan_loss' and stop['bad_epochs'] > cfg.patience:
+                stop['status'] = 'early_stopped'
             if stop['status'] == 'early_stopped':
                 start = cfg.epochs  # Already finished.
         writer = self._open_logs(history)
 
+        if start < cfg.epochs:
+            log.info('%s', training_plan(cfg, self.num_batches, start))
+            note = cpu_contention_note(cfg.device)
+            if note:
+                log.info('note: %s', note)
+        bars = self._show_bars()
         epochs = tqdm(range(start, cfg.epochs), desc='training', unit='epoch',
-                      initial=start, total=cfg.epochs, disable=not cfg.progress)
+                      initial=start, total=cfg.epochs, disable=not bars)
         for epoch in epochs:
             t0 = time.perf_counter()
             train_log, error = self._train_epoch(epoch)
@@ -285,7 +457,7 @@ class Trainer:
                 break
 
             results = self.evaluate(['valid'])
-            score = round(results['valid'][metric], 4)
+            score = early_stopping_score(results['valid'][metric])
             improved = score > stop['best_score']
             if improved or cfg.test_every_epoch:
                 results.update(self.evaluate(['test']))
@@ -295,8 +467,9 @@ class Trainer:
                 stop.update(best_score=score, bad_epochs=0, best_epoch=epoch,
                             valid=results['valid'], test=results['test'])
                 if self.out_dir is not None and cfg.checkpoint:
-                    atomic_torch_save({'epoch': epoch,
-                                       'model': self.model.state_dict()},
+                    atomic_torch_save({'version': CHECKPOINT_VERSION, 'epoch': epoch,
+                                       'model': self.model.state_dict(),
+                                       'config': cfg.to_dict(), 'run': self.run_info},
                                       self.out_dir / 'best.pt')
             else:
                 stop['bad_epochs'] += 1
@@ -307,10 +480,18 @@ class Trainer:
             self._log_epoch(row, history, writer)
             epochs.set_postfix({metric: f"{results['valid'][metric]:.4f}",
                                 'best': f"{stop['best_score']:.4f}"})
-            log.info('epoch %d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  '
-                     '%.1fs', epoch, train_log.get('train/loss', float('nan')),
-                     metric, results['valid'][metric], stop['best_score'],
-                     stop['best_epoch'], time.perf_counter() - t0)
+            # One line per epoch where no bar shows it.
+            log.log(logging.DEBUG if bars else logging.INFO,
+                    'epoch %d/%d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  '
+                    '%.1fs', epoch, cfg.epochs, train_log.get('train/loss', float('nan')),
+                    metric, results['valid'][metric], stop['best_score'],
+                    stop['best_epoch'], time.perf_counter() - t0)
+            if epoch == start and cfg.epochs - epoch > 1:
+                seconds = time.perf_counter() - t0
+                log.info('epoch %d took %s: at most %s more to the cap of %d epochs '
+                         '(early stopping usually ends sooner)', epoch,
+                         _duration(seconds), _duration(seconds * (cfg.epochs - epoch - 1)),
+                         cfg.epochs)
 
             if stop['bad_epochs'] > cfg.patience:
                 stop['status'] = 'early_stopped'
@@ -329,6 +510,13 @@ class Trainer:
             eval_seconds=stop['eval_seconds'], history=history,
             error=stop.get('error'))
         return result
+
+
+def _duration(seconds: float) -> str:
+    r"""``'0.4 s'``, ``'12 min'``, ``'3.5 h'``."""
+    if seconds < 60:
+        return f'{seconds:.1f} s'
+    return f'{seconds / 60:.0f} min' if seconds < 5400 else f'{seconds / 3600:.1f} h'
 
 
 def _columns(history: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -351,11 +539,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json(path: Path, obj: Mapping[str, Any]) -> None:
-    r"""Writes JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2) + '\n')
-    tmp.replace(path)
+    r"""Writes JSON atomically (a temporary file of its own, fsync, rename), so
+    that a reader sees the old or the new file, never a mix."""
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + '\n')
 
 
 def train_model(
@@ -365,9 +551,24 @@ def train_model(
     out_dir: str | Path | None = None,
     resume: bool = False,
     dataset: str | None = None,
+    data_cache: str | Path | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     r"""Trains a registered model, over its hyper-parameter grid if the options
     contain lists, and picks the winner as :obj:`select_on` says.
+
+    Every trial's data is prepared from :obj:`data` with its data options
+    (:class:`~pyg_mentor.config.DataConfig`: modalities, item graph) by
+    :func:`~pyg_mentor.datasets.load.prepare_data`.
+
+    The output folder holds one run (see :mod:`pyg_mentor.run_folder`): it is
+    locked while training (a second process fails at once, naming the
+    holder), and ``run.json`` is written only after every check passed: the
+    options (types and ranges), the device, the data (every user has a
+    negative item), the first model can be built and, with :obj:`resume`, that
+    nothing but :obj:`~pyg_mentor.run_folder.RESUME_MAY_CHANGE` differs from
+    the saved run (model, options, dataset content). Without :obj:`resume`, a
+    run already in the folder is replaced.
 
     Args:
         model (str): Registered model name (e.g. ``'lightgcn'``).
@@ -381,14 +582,76 @@ def train_model(
         resume (bool, optional): Continue unfinished runs from their
             ``last.pt`` and skip finished trials.
         dataset (str, optional): Dataset name recorded in ``metrics.json``.
+        data_cache (str or Path, optional): Cache folder of the FAISS item
+            graphs (see :func:`~pyg_mentor.datasets.load.item_graph_cache_dir`).
+        source (Mapping[str, Any], optional): How to load :obj:`data` again
+            (:func:`~pyg_mentor.datasets.load.load_dataset`'s ``root``,
+            ``scale``, ``data_seed``, ``surrogate_features``,
+            ``allow_sparse_ids``), recorded in ``run.json`` for ``evaluate`` and
+            ``recommend``.
 
     Returns:
         dict: What ``metrics.json`` holds: ``valid``, ``test``, ``best_epoch``,
         ``status``, timings, the config, and all trials of a grid.
     """
     spec = get_model_spec(model)
-    trials = expand_grid(spec.cls, {**spec.defaults, **(options or {})})
+    options = dict(options or {})
+    trials = expand_grid(spec.cls, {**spec.defaults, **options})
+    for device in sorted({t.train.device for t in trials}):
+        check_device(device)
+    check_negatives(data, {t.train.sampler for t in trials})
     out = Path(out_dir) if out_dir is not None else None
+    digest, fingerprint = hetero_digest(data), hetero_fingerprint(data)
+    identities = [run_identity(model, t, digest, fingerprint) for t in trials]
+    prepared: dict[str, HeteroData] = {}
+
+    def prepare(trial: Trial) -> HeteroData:
+        data_key = json.dumps(trial.data.to_dict(), sort_keys=True)
+        if data_key not in prepared:
+            prepared[data_key] = prepare_data(
+                data, trial.data, item_graph=spec.cls.needs_item_graph,
+                cache_dir=data_cache)
+        return prepared[data_key]
+
+    with RunLock(out) if out is not None else nullcontext():
+        if out is not None:
+            clean_temp_files(out)
+            if resume:
+                _check_resume(out, model, spec, dataset, identities[0], options, trials,
+                              identities)
+        # The first model is built once before anything is written, so that a
+        # data or option problem surfaces now (and not after run.json).
+        first = spec.cls.from_data(prepare(trials[0]), **trials[0].model_kwargs)
+        if trials[0].train.sampler == 'neighbor':
+            first.check_sampling()
+            first.sampled_neighbors(trials[0].train.num_neighbors)
+        if out is not None:
+            if not resume and holds_run(out):
+                log.info('Replacing the run in %s', out)
+                clear_run(out)
+            write_json(out / RUN_FILE, {
+                'format': 2, 'model': model, 'dataset': dataset,
+                **{k: v for k, v in (source or {}).items() if k != 'dataset'},
+                'data_digest': digest, 'data_fingerprint': fingerprint, 'options': options,
+                'torch': torch.__version__, 'python': sys.version.split()[0],
+                'argv': sys.argv, 'written': time.strftime('%Y-%m-%d %H:%M:%S'),
+            })
+        return _train_trials(model, spec, trials, identities, data, prepare, out,
+                             resume, dataset)
+
+
+def _train_trials(
+    model: str,
+    spec: Any,
+    trials: Sequence[Trial],
+    identities: Sequence[Mapping[str, Any]],
+    data: HeteroData,
+    prepare: Callable[[Trial], HeteroData],
+    out: Path | None,
+    resume: bool,
+    dataset: str | None,
+) -> dict[str, Any]:
+    r"""The loop of :func:`train_model` over the trials (under its lock)."""
     evaluators: dict[tuple, dict[str, Evaluator]] = {}
     summaries = []
     for i, trial in enumerate(trials):
@@ -413,8 +676,8 @@ def train_model(
             evaluators[key] = {s: Evaluator(data, s, ks=trial.train.ks,
                                             batch_size=trial.train.eval_batch_size)
                                for s in ('valid', 'test')}
-        summary = _run_trial(spec.cls, model, trial, data, trial_dir,
-                             evaluators[key], resume, dataset)
+        summary = _run_trial(spec.cls, model, trial, prepare(trial), trial_dir,
+                             evaluators[key], resume, dataset, identities[i])
         summaries.append(summary)
 
     if len(summaries) == 1:
@@ -424,7 +687,7 @@ def train_model(
     metric = trials[0].train.valid_metric
 
     def score(s: Mapping[str, Any]) -> float:
-        return round(s[split].get(metric, -1.0), 4) if s[split] else -1.0
+        return early_stopping_score(s[split].get(metric, -1.0)) if s[split] else -1.0
 
     winner = max(range(len(summaries)), key=lambda j: score(summaries[j]))
     result = dict(summaries[winner])
@@ -452,25 +715,124 @@ def _run_trial(
     evaluators: Mapping[str, Evaluator],
     resume: bool,
     dataset: str | None,
+    identity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     seed_everything(trial.train.seed)
     model = cls.from_data(data, **trial.model_kwargs).to(trial.train.device)
-    trainer = Trainer(model, data, trial.train, out, evaluators)
+    trainer = Trainer(model, data, trial.train, out, evaluators, run_info=identity)
     result = trainer.fit(resume=resume)
     summary = {
         'model': model_name,
         'dataset': dataset,
         **result.summary(),
         'model_kwargs': trial.model_kwargs,
+        'data_config': trial.data.to_dict(),
         'varied': trial.varied,
         'train_config': trial.train.to_dict(),
+        'data_digest': (identity or {}).get('data_digest'),
+        'data_fingerprint': (identity or {}).get('data_fingerprint'),
         'num_parameters': sum(p.numel() for p in model.parameters()),
     }
     if out is not None:
         write_json(out / 'metrics.json', summary)
     if result.valid:
-        log.info('%s %s: best epoch %d\n%s', model_name, trial.name,
-                 result.best_epoch,
-                 format_metrics_table({'valid': result.valid,
-                                       'test': result.test}, trial.train.ks))
+        # One line; the table once, at the end, by the caller (or with --verbose).
+        metric = trial.train.valid_metric
+        log.info('%s %s: best epoch %d (%s), valid %s %.4f, test %s %.4f', model_name,
+                 trial.name, result.best_epoch, result.status, metric,
+                 result.valid.get(metric, math.nan), metric,
+                 result.test.get(metric, math.nan))
+        log.debug('\n%s', format_metrics_table({'valid': result.valid,
+                                                'test': result.test}, trial.train.ks))
     return summary
+
+
+def run_identity(model: str, trial: Trial, data_digest: str | None,
+                 data_fingerprint: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    r"""What makes a run the same run: the registered model, its options, the
+    data and training options, and the content of the dataset
+    (:func:`~pyg_mentor.utils.io.hetero_digest` of its interactions,
+    :func:`~pyg_mentor.utils.io.hetero_fingerprint` of its features). Stored
+    in the checkpoints and compared on ``--resume`` (except
+    :obj:`~pyg_mentor.run_folder.RESUME_MAY_CHANGE`)."""
+    return plain({'model': model, 'model_kwargs': trial.model_kwargs,
+                  'data_config': trial.data.to_dict(),
+                  'train_config': trial.train.to_dict(), 'data_digest': data_digest,
+                  'data_fingerprint': data_fingerprint})
+
+
+def check_negatives(data: HeteroData, samplers: set[str] | Sequence[str] = ('interactions',)
+                    ) -> None:
+    r"""Raises a :class:`ValueError` if some user has no negative item to
+    sample (e.g. a data set with one item or one user), before training."""
+    edge_index, num_items = data[RATES].edge_index, data[ITEM].num_nodes
+    for sampler in samplers:
+        candidates = torch.arange(num_items) if sampler == 'users' else None
+        NegativeSampler(edge_index, num_items, candidates=candidates)
+
+
+def _resolved_options(spec, options: Mapping[str, Any]) -> dict[str, Any]:
+    r"""Options with every default filled in (training, data, model signature,
+    registered), so that an option given explicitly at its default value is
+    no change."""
+    import inspect
+
+    from pyg_mentor.config import DataConfig
+
+    signature = {name: p.default for name, p in
+                 inspect.signature(spec.cls.__init__).parameters.items()
+                 if p.default is not inspect.Parameter.empty}
+    return plain({**TrainConfig().to_dict(), **DataConfig().to_dict(), **signature,
+                  **spec.defaults, **options})
+
+
+def _check_resume(out: Path, model: str, spec, dataset: str | None,
+                  identity: Mapping[str, Any], options: Mapping[str, Any],
+                  trials: Sequence[Trial],
+                  identities: Sequence[Mapping[str, Any]]) -> None:
+    r"""Refuses a ``--resume`` that would change the run in :obj:`out`: its
+    model, its dataset (content digest) or an option outside
+    :obj:`~pyg_mentor.run_folder.RESUME_MAY_CHANGE`, as recorded in
+    ``run.json``, in the checkpoints and in finished trials' ``metrics.json``."""
+    changes: dict[str, tuple] = {}
+    meta = read_json(out / RUN_FILE)
+    if meta is not None:
+        if meta.get('model') not in (None, model):
+            changes['model'] = (meta['model'], model)
+        if meta.get('dataset') and dataset and meta['dataset'] != dataset:
+            changes['dataset'] = (meta['dataset'], dataset)
+        changes.update(identity_changes(
+            {k: meta.get(k) for k in ('data_digest', 'data_fingerprint')},
+            {k: identity[k] for k in ('data_digest', 'data_fingerprint')}))
+        if 'model' not in changes:
+            old = _resolved_options(spec, meta.get('options') or {})
+            new = _resolved_options(spec, options)
+            for key in sorted(set(old) | set(new)):
+                if key not in RESUME_MAY_CHANGE and old.get(key) != new.get(key):
+                    changes[key] = (old.get(key, '(default)'), new.get(key, '(default)'))
+    for i, identity in enumerate(identities):
+        trial_dir = out if len(trials) == 1 else out / 'trials' / f'{i:03d}'
+        prefix = '' if len(trials) == 1 else f'trial {i:03d}: '
+        last = trial_dir / 'last.pt'
+        if last.exists():
+            try:
+                state = load_checkpoint(last)
+            except CorruptFileError as e:
+                raise CorruptFileError(f'{e}; delete it to restart this run from its '
+                                       'beginning, or train without --resume') from None
+            saved = state['run'] if isinstance(state.get('run'), dict) else {
+                'train_config': state.get('config') or {}}
+            for k, v in identity_changes(saved, identity).items():
+                changes.setdefault(prefix + k, v)
+        summary = read_json(trial_dir / 'metrics.json')
+        if summary is not None and 'trials' not in summary:
+            saved = {k: summary.get(k) for k in ('model', 'model_kwargs', 'data_config',
+                                                 'train_config', 'data_digest',
+                                                 'data_fingerprint')}
+            for k, v in identity_changes(saved, identity).items():
+                changes.setdefault(prefix + k, v)
+    if changes:
+        raise RunFolderError(
+            f'{out}: --resume refused: the run there was started with other options '
+            f'({format_changes(changes)}); only {sorted(RESUME_MAY_CHANGE)} may change '
+            'on --resume. Choose another --out, or train without --resume to replace it')

@@ -21,6 +21,8 @@ USER = 'user'
 ITEM = 'item'
 RATES = (USER, 'rates', ITEM)
 RATED_BY = (ITEM, 'rated_by', USER)
+#: The fused item semantic graph (see :class:`~pyg_mentor.transforms.FuseItemGraphs`).
+SIMILAR = (ITEM, 'similar', ITEM)
 FEATURE_PREFIX = 'x_'
 SPLITS = ('valid', 'test')
 

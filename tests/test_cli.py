@@ -24,14 +24,17 @@ def test_train_and_evaluate_on_mmrec_files(tmp_path, capsys):
 
     assert main(['recommend', '--run', str(out), '--users', '0,3', '--k', '5']) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split('\t')[0] for line in lines] == ['0', '3']
+    assert lines[0].split('\t') == ['user', 'rank', 'item', 'score']
+    rows = [line.split('\t') for line in lines[1:]]
+    assert [r[0] for r in rows] == ['0'] * 5 + ['3'] * 5
+    assert [r[1] for r in rows] == [str(i) for i in range(1, 6)] * 2
     data = make_planted(num_users=200, num_items=80, seed=1)
     train = data['user', 'rates', 'item'].edge_index
-    for line in lines:
-        user, items = line.split('\t')
-        items = [int(i) for i in items.split(',')]
-        assert len(items) == 5 and len(set(items)) == 5
-        seen = set(train[1, train[0] == int(user)].tolist())
+    for user in (0, 3):
+        items = [int(r[2]) for r in rows if r[0] == str(user)]
+        scores = [float(r[3]) for r in rows if r[0] == str(user)]
+        assert len(set(items)) == 5 and scores == sorted(scores, reverse=True)
+        seen = set(train[1, train[0] == user].tolist())
         assert not seen & set(items)  # Training items are never recommended.
     assert main(['recommend', '--run', str(out), '--users', '0,999']) == 2
 

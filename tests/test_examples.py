@@ -34,6 +34,7 @@ def test_train_baby_synthetic(tmp_path, capsys, model):
     assert f'{model} on synthetic-baby: best epoch' in printed and '| test |' in printed
 
 
+@pytest.mark.slow  # the real Baby interactions (160,792), processed and trained
 def test_train_baby_defaults_to_mentor_with_a_cpu_cap(tmp_path, caplog):
     # The real shipped Baby interactions (copied, so that the processed cache is not
     # written into the repository); LightGCN for 1 epoch to keep it short, then only

@@ -1,3 +1,4 @@
+import copy
 import csv
 import json
 
@@ -38,13 +39,14 @@ class Toy(Recommender):
         self.nan_at_epoch = nan_at_epoch
         self.epoch = -1
 
-    def on_epoch_start(self, epoch, generator):
+    def on_epoch_start(self, data, epoch, generator):
         self.epoch = epoch
+        return data
 
-    def forward(self):
+    def forward(self, data):
         return torch.zeros(self.num_users, 2), torch.zeros(self.num_items, 2)
 
-    def loss(self, batch):
+    def loss(self, data, batch):
         loss = (self.w ** 2).sum()
         if self.epoch == self.nan_at_epoch:
             loss = loss * float('nan')
@@ -173,3 +175,46 @@ def test_model_kwargs_reach_the_model(data):
     assert model.num_layers == 3
     with pytest.raises(KeyError, match='Unknown option'):
         train_model('lightgcn', data, {'num_layer': 3})
+
+
+def test_trainer_owns_the_optimisers_and_the_epoch_graph(data):
+    class TwoOptimisers(Toy):
+        """Two parameters, each with its own optimiser; every epoch trains on a
+        view of the graph with the first training pair removed."""
+
+        def __init__(self, num_users, num_items):
+            super().__init__(num_users, num_items)
+            self.v = torch.nn.Parameter(torch.ones(1))
+            self.seen = []
+
+        def configure_optimizers(self, lr, weight_decay=0.0):
+            return [torch.optim.SGD([self.w], lr=lr), torch.optim.SGD([self.v], lr=2 * lr)]
+
+        def on_epoch_start(self, data, epoch, generator):
+            view = copy.copy(data)
+            view['user', 'rates', 'item'].edge_index = data[
+                'user', 'rates', 'item'].edge_index[:, 1:]
+            return view
+
+        def train_step(self, data, batch, optimizers):
+            self.seen.append(data['user', 'rates', 'item'].edge_index.size(1))
+            for opt in optimizers:
+                opt.zero_grad()
+            loss = (self.w ** 2).sum() + (self.v ** 2).sum()
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+            return {'loss': loss.detach()}
+
+    config = TrainConfig(progress=False, tensorboard=False, epochs=1, lr=0.1,
+                         batch_size=10**6)
+    model = TwoOptimisers(data['user'].num_nodes, data['item'].num_nodes)
+    trainer = Trainer(model, data, config, None,
+                      {'valid': ScheduledEvaluator([0.1]), 'test': ScheduledEvaluator([0.1])})
+    assert len(trainer.optimizers) == 2
+    trainer.fit()
+    num_edges = data['user', 'rates', 'item'].edge_index.size(1)
+    assert model.seen == [num_edges - 1]  # the epoch's view, not the graph
+    # One step each: w <- w - 0.1 * 2w, v <- v - 0.2 * 2v.
+    assert torch.allclose(model.w, torch.full((2,), 0.8))
+    assert torch.allclose(model.v, torch.full((1,), 0.6))

@@ -1,5 +1,7 @@
-"""Datasets: MMRec's atomic files as HeteroData, and planted synthetic data."""
-from pyg_mentor.datasets.load import load_dataset
+"""Datasets: MMRec's atomic files as HeteroData, planted synthetic data, raw
+interactions to MMRec files (``prepare``), and the graph layout from tensors."""
+from pyg_mentor.datasets.graph import user_item_data
+from pyg_mentor.datasets.load import load_dataset, prepare_data
 from pyg_mentor.datasets.mmrec import (
     DataFormatError,
     MMRecDataset,
@@ -27,4 +29,6 @@ __all__ = [
     'write_mmrec',
     'SHAPES',
     'load_dataset',
+    'prepare_data',
+    'user_item_data',
 ]

@@ -13,6 +13,11 @@ MMRec's own rules (``RecDataset``): node counts are ``max id + 1`` over the whol
 row are dropped ("cold-start users"), and no item is filtered. Input is validated:
 every problem raises one :class:`DataFormatError` that names the file (and line), and
 every row that is dropped is logged with its count.
+
+Nothing read from a data set folder can run code: ``.npy`` files are opened with
+``allow_pickle=False``, and the processed cache is this module's own format (tensors,
+numbers and strings only), loaded with ``torch.load(weights_only=True)`` and no
+fallback; PyG's ``processed/pre_transform.pt`` / ``pre_filter.pt`` are never read.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import os.path as osp
 import re
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -32,6 +37,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData, InMemoryDataset
 
 from pyg_mentor.typing import RATED_BY, RATES, feature_key, label_key
+from pyg_mentor.utils.io import atomic_torch_save, file_digest, safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,17 @@ FEATURE_SUFFIX = '_feat.npy'
 
 # Bump when the processed layout or the processing rules change, so that caches
 # written by an older version of this module are not used.
-_PROCESS_VERSION = 1
+_PROCESS_VERSION = 2
+#: The processed cache's own format tag (a dict of tensors, numbers, strings).
+_CACHE_FORMAT = 'pyg_mentor.mmrec'
+#: An id column whose max id + 1 exceeds both this many nodes and
+#: :obj:`SPARSE_ID_RATIO` times its number of distinct ids is refused (unless
+#: :obj:`allow_sparse_ids`): MMRec's ids are 0..N-1, and one stray large id
+#: would allocate embeddings for every id below it.
+SPARSE_ID_MIN_NODES = 1_000_000
+SPARSE_ID_RATIO = 10
+# Orphan temporary files of the cache older than this are removed.
+_STALE_TMP_SECONDS = 3600
 # Rows of a feature matrix converted (and checked) per step; bounds the memory
 # used on top of the float32 result.
 _FEATURE_CHUNK_ELEMENTS = 1 << 24
@@ -175,6 +191,14 @@ def read_mmrec_inter(path: str | Path) -> dict[str, np.ndarray]:
         )
 
     columns = [c.strip() for c in header.decode('utf-8', errors='replace').split('\t')]
+    if not set(REQUIRED_COLUMNS) & set(columns) and all(
+        re.fullmatch(r'[+-]?\d+(\.\d*)?', c) for c in columns
+    ):
+        raise DataFormatError(
+            f'{path}, line 1: missing header: the file must start with a '
+            f'tab-separated header naming the columns {", ".join(REQUIRED_COLUMNS)}, '
+            f'but line 1 holds data {columns}'
+        )
     seen: set[str] = set()
     for column in columns:
         if column in seen:
@@ -262,11 +286,23 @@ def read_mmrec_features(path: str | Path, num_items: int) -> Tensor:
         f'dim] saved with np.save'
     )
     try:
+        with open(path, 'rb') as f:
+            head = f.read(8)
+    except OSError as e:
+        raise DataFormatError(f'{path}: cannot be read ({e})') from None
+    if not head.startswith(b'\x93NUMPY') and not head.startswith(b'PK'):
+        raise DataFormatError(f'{path}: is not a .npy file ({_describe_head(head)}); '
+                              f'{expected}')
+    try:
         arr = np.load(path, mmap_mode='r', allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
+        if 'Object arrays cannot be loaded' in str(e) or 'Python objects' in str(e):
+            raise DataFormatError(
+                f'{path}: holds Python objects (a pickled object array), which are '
+                f'refused because loading them can run code; {expected}'
+            ) from None
         raise DataFormatError(
-            f'{path}: cannot be read as a .npy array ({e}); '
-            f'{expected} (object/pickled arrays are refused)'
+            f'{path}: cannot be read as a .npy array ({e}); {expected}'
         ) from None
     if not isinstance(arr, np.ndarray):  # e.g. an .npz archive
         raise DataFormatError(f'{path}: is not a single .npy array; {expected}')
@@ -306,6 +342,106 @@ def read_mmrec_features(path: str | Path, num_items: int) -> Tensor:
             f'(item id {first_bad})'
         )
     return torch.from_numpy(out)
+
+
+def _describe_head(head: bytes) -> str:
+    r"""What the first bytes of a file that is not a ``.npy`` array look like."""
+    if not head:
+        return 'the file is empty'
+    if head[:1] == b'\x80':
+        return 'it is a Python pickle, which is refused because loading it can run code'
+    if head[:2] == b'\x1f\x8b':
+        return 'it is gzip-compressed'
+    try:
+        text = head.decode('ascii')
+    except UnicodeDecodeError:
+        return f'it starts with the bytes {head!r}'
+    if all(c.isprintable() or c in '\t\r\n' for c in text):
+        return f'it starts with the text {text!r}, e.g. a text file'
+    return f'it starts with the bytes {head!r}'
+
+
+def check_id_range(
+    ids: np.ndarray, path: str | Path, column: str, allow_sparse_ids: bool = False
+) -> None:
+    r"""Refuses an id column whose largest id is far above its number of
+    distinct ids, before any per-node memory is allocated.
+
+    MMRec's ids are remapped to :math:`0, \ldots, N - 1`, and node counts are
+    max id + 1, so one stray id such as 50,000,000 in a file of a few thousand
+    users would allocate embeddings (and masks) for 50 M nodes. The column is
+    refused if max id + 1 exceeds both :obj:`SPARSE_ID_MIN_NODES` (1 M) and
+    :obj:`SPARSE_ID_RATIO` (10) times the number of distinct ids.
+
+    Args:
+        ids: The column's ids (int64), in file order (data line :obj:`k` is
+            line :obj:`k + 2` of the file).
+        path: The file, for the message.
+        column: The column name, for the message.
+        allow_sparse_ids: Accept such a column anyway.
+
+    Raises:
+        DataFormatError: Naming the file, the line of the largest id and the id.
+    """
+    if ids.size == 0 or allow_sparse_ids:
+        return
+    num_nodes = int(ids.max()) + 1
+    if num_nodes <= SPARSE_ID_MIN_NODES:
+        return
+    distinct = np.unique(ids).size
+    if num_nodes <= SPARSE_ID_RATIO * distinct:
+        return
+    line = int(ids.argmax()) + 2
+    raise DataFormatError(
+        f"{path}, line {line}: column '{column}' has the id {num_nodes - 1}, but the "
+        f'file holds only {distinct:,} distinct {column} values: node counts are max '
+        f'id + 1, so this would allocate {num_nodes:,} nodes. MMRec ids must be '
+        f'0..N-1 (remap them, e.g. with `pyg-mentor prepare`), or accept it with '
+        f'allow_sparse_ids=True (`--allow-sparse-ids`)'
+    )
+
+
+def read_id_mapping(path: str | Path) -> dict[int, str]:
+    r"""Reads one of MMRec's id maps (``u_id_mapping.csv`` /
+    ``i_id_mapping.csv``): tab-separated with a header line, the original id in
+    the first column and the MMRec id (an integer) in the second.
+
+    Returns:
+        :obj:`{mmrec_id: original_id}`.
+
+    Raises:
+        DataFormatError: On a missing header, a line with fewer than two
+            fields, a non-integer or repeated MMRec id (file and line named).
+    """
+    path = Path(path)
+    text = _read_bytes(path).decode('utf-8', errors='replace').removeprefix('\ufeff')
+    lines = text.splitlines()
+    if not lines or len(lines[0].split('\t')) < 2:
+        raise DataFormatError(
+            f'{path}, line 1: expected a tab-separated header with two columns '
+            '(original id, MMRec id)'
+        )
+    out: dict[int, str] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split('\t')
+        if len(fields) < 2:
+            raise DataFormatError(
+                f'{path}, line {number}: expected 2 tab-separated fields '
+                f'(original id, MMRec id), found {len(fields)}'
+            )
+        try:
+            mmrec_id = int(fields[1])
+        except ValueError:
+            raise DataFormatError(
+                f"{path}, line {number}: the MMRec id must be an integer, got "
+                f"'{fields[1]}'"
+            ) from None
+        if mmrec_id in out:
+            raise DataFormatError(f'{path}, line {number}: MMRec id {mmrec_id} repeated')
+        out[mmrec_id] = fields[0]
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -361,7 +497,9 @@ def build_hetero_data(
     return data
 
 
-def load_mmrec(root: str | Path, name: str) -> HeteroData:
+def load_mmrec(
+    root: str | Path, name: str, *, allow_sparse_ids: bool = False
+) -> HeteroData:
     r"""Reads the MMRec data set ``<root>/<name>`` (no processed cache).
 
     Applies MMRec's rules: :math:`U` / :math:`I` = max user / item id + 1 over the
@@ -374,6 +512,8 @@ def load_mmrec(root: str | Path, name: str) -> HeteroData:
     Args:
         root: The folder that holds the data set folders.
         name: The data set name, e.g. :obj:`'baby'`.
+        allow_sparse_ids: Accept id columns whose max id is far above their
+            number of distinct ids (see :func:`check_id_range`).
 
     Returns:
         :class:`~torch_geometric.data.HeteroData` in the layout of
@@ -381,13 +521,15 @@ def load_mmrec(root: str | Path, name: str) -> HeteroData:
 
     Raises:
         DataFormatError: On any problem with the files, see
-            :func:`read_mmrec_inter` and :func:`read_mmrec_features`, and if the
-            train split is empty.
+            :func:`read_mmrec_inter`, :func:`read_mmrec_features` and
+            :func:`check_id_range`, and if the train split is empty.
     """
     path = find_inter_file(root, name)
     feature_files = find_feature_files(root, name)
     cols = read_mmrec_inter(path)
     user, item, label = cols['userID'], cols['itemID'], cols['x_label']
+    check_id_range(user, path, 'userID', allow_sparse_ids)
+    check_id_range(item, path, 'itemID', allow_sparse_ids)
     if not (label == 0).any():
         raise DataFormatError(
             f'{path}: the train split is empty (no row with x_label 0 among '
@@ -498,9 +640,21 @@ class MMRecDataset(InMemoryDataset):
     held-out pairs as :obj:`valid_label_index` / :obj:`test_label_index` of
     :obj:`("user", "rates", "item")`, and :obj:`data["item"].x_<modality>`
     (float32). MMRec's rules are applied, see :func:`load_mmrec`. Nothing is
-    downloaded; the processed object is cached in ``<root>/<name>/processed/``
-    under a name derived from the raw files' names, sizes and modification times,
-    so a changed raw file is re-processed.
+    downloaded.
+
+    The processed object is cached in ``<root>/<name>/processed/data_<key>.pt``,
+    where the key hashes the raw files' names and **contents** (not their
+    modification times), :obj:`repr(pre_transform)` and :obj:`allow_sparse_ids`,
+    so any change to them re-processes. The cache is written atomically, in this
+    class's own format (tensors, numbers and strings), and read with
+    :obj:`torch.load(weights_only=True)` and no fallback: a damaged, foreign or
+    code-carrying cache file is reported (a warning) and rebuilt. PyG's
+    ``pre_transform.pt`` / ``pre_filter.pt`` files are never read. A
+    :obj:`pre_transform` whose :func:`repr` is not stable (e.g. a lambda, whose
+    repr is a memory address) is applied but not cached; give it a
+    :meth:`__repr__` that shows its arguments (as every PyG transform does) to
+    cache it. A folder that cannot be written is processed in memory (a
+    warning).
 
     **STATS (Baby, shipped in** ``datasets/baby/baby.inter.gz`` **):**
 
@@ -543,8 +697,14 @@ class MMRecDataset(InMemoryDataset):
         pre_transform: A function/transform that takes in an
             :class:`torch_geometric.data.HeteroData` object and returns a
             transformed version. The data object will be transformed before
-            being saved to disk. (default: :obj:`None`)
+            being saved to disk (e.g.
+            :class:`~pyg_mentor.transforms.ModalityKNNGraph` and
+            :class:`~pyg_mentor.transforms.FuseItemGraphs` in a
+            :class:`~torch_geometric.transforms.Compose`). (default: :obj:`None`)
         force_reload: Whether to re-process the dataset. (default: :obj:`False`)
+        allow_sparse_ids: Accept id columns whose max id is far above their
+            number of distinct ids (see :func:`check_id_range`).
+            (default: :obj:`False`)
 
     Raises:
         DataFormatError: If the files are missing or malformed.
@@ -557,10 +717,18 @@ class MMRecDataset(InMemoryDataset):
         transform: Callable | None = None,
         pre_transform: Callable | None = None,
         force_reload: bool = False,
+        allow_sparse_ids: bool = False,
     ) -> None:
         self.name = name
-        super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
-        self.load(self.processed_paths[0], data_cls=HeteroData)
+        self.allow_sparse_ids = allow_sparse_ids
+        self._key: str | None = None
+        self._processed: HeteroData | None = None
+        super().__init__(
+            str(root), transform, pre_transform, force_reload=force_reload, log=False
+        )
+        assert self._processed is not None
+        self._data, self.slices = self._processed, None
+        self._processed = None
 
     @property
     def raw_dir(self) -> str:
@@ -577,27 +745,166 @@ class MMRecDataset(InMemoryDataset):
         return [inter.name] + [p.name for p in feats.values()]
 
     @property
-    def processed_file_names(self) -> str:
-        h = hashlib.sha1(f'v{_PROCESS_VERSION}'.encode())
-        for path in self.raw_paths:
-            st = os.stat(path)
-            h.update(f'|{osp.basename(path)}:{st.st_size}:{st.st_mtime_ns}'.encode())
-        return f'data_{h.hexdigest()[:16]}.pt'
+    def cache_key(self) -> str | None:
+        r"""The key of the processed cache, ``'<raw>_<params>'``: a SHA-256 of
+        the raw files' names and contents, and one of every processing
+        parameter (:obj:`repr(pre_transform)`, :obj:`allow_sparse_ids`);
+        :obj:`None` if the :obj:`pre_transform` has no stable :func:`repr`
+        (not cached)."""
+        if self._key is None:
+            transform = _stable_repr(self.pre_transform)
+            if transform is None:
+                return None
+            version = f'{_CACHE_FORMAT}:v{_PROCESS_VERSION};'
+            raw = hashlib.sha256(f'{version}raw={file_digest(self.raw_paths)};'.encode())
+            params = hashlib.sha256(
+                f'{version}pre_transform={transform};'
+                f'allow_sparse_ids={bool(self.allow_sparse_ids)};'.encode()
+            )
+            self._key = f'{raw.hexdigest()}_{params.hexdigest()}'
+        return self._key
 
-    def process(self) -> None:
-        data = load_mmrec(self.root, self.name)
+    @property
+    def processed_file_names(self) -> str:
+        key = self.cache_key
+        if key is None:
+            return 'data_uncached.pt'
+        raw, params = key.split('_')
+        return f'data_{raw[:16]}_{params[:16]}.pt'
+
+    def _process(self) -> None:
+        # Replaces PyG's `Dataset._process`, which reads `pre_transform.pt` /
+        # `pre_filter.pt` with `torch.load(weights_only=False)` (code execution
+        # from a data set folder) and keys the cache by file names only.
+        if self.cache_key is None:
+            log.info(
+                'pre_transform %r has no stable repr (e.g. a lambda): the data set '
+                'is processed in memory and not cached',
+                self.pre_transform,
+            )
+            self._processed = self._build()
+            return
+        path = Path(self.processed_paths[0])
+        if not self.force_reload and path.exists():
+            self._processed = self._read_cache(path)
+            if self._processed is not None:
+                return
+        self.process()
+
+    def _build(self) -> HeteroData:
+        data = load_mmrec(self.root, self.name, allow_sparse_ids=self.allow_sparse_ids)
         if self.pre_transform is not None:
             data = self.pre_transform(data)
-        target = self.processed_paths[0]
-        self.save([data], target)
-        # Caches of earlier versions of the raw files can never be used again:
-        for path in Path(self.processed_dir).iterdir():
-            if (
-                re.fullmatch(r'data_[0-9a-f]{16}\.pt', path.name)
-                and str(path) != target
+        return data
+
+    def process(self) -> None:
+        data = self._build()
+        self._processed = data
+        target = Path(self.processed_paths[0])
+        problem = _unstorable(data.to_dict(), 'data')
+        if problem is not None:
+            log.warning(
+                '%s: not cached: the processed data holds %s, which the cache does not '
+                'store (tensors, numbers and strings only)',
+                target,
+                problem,
+            )
+            return
+        payload = {
+            'format': _CACHE_FORMAT,
+            'version': _PROCESS_VERSION,
+            'key': self.cache_key,
+            'data': data.to_dict(),
+        }
+        try:
+            atomic_torch_save(payload, target)
+        except OSError as e:
+            log.warning(
+                'Cannot write the processed cache %s (%s): the data set is processed '
+                'again on every load',
+                target,
+                e.strerror or e,
+            )
+            return
+        self._remove_stale(target)
+
+    def _read_cache(self, path: Path) -> HeteroData | None:
+        r"""The cached data, or :obj:`None` (with a warning) if the file is
+        damaged, foreign, or would run code."""
+        try:
+            obj = safe_torch_load(path, what='processed cache')
+            if not (
+                isinstance(obj, dict)
+                and obj.get('format') == _CACHE_FORMAT
+                and obj.get('version') == _PROCESS_VERSION
+                and obj.get('key') == self.cache_key
+                and isinstance(obj.get('data'), dict)
             ):
-                log.info('Removing stale processed file %s', path)
-                path.unlink()
+                raise ValueError(
+                    f'{path}: not a processed cache of this data set (unexpected content)'
+                )
+            return HeteroData.from_dict(obj['data'])
+        except Exception as e:  # noqa: BLE001  Any unusable cache is rebuilt.
+            log.warning('Ignoring the processed cache (%s); rebuilding it', e)
+            return None
+
+    def _remove_stale(self, target: Path) -> None:
+        r"""Removes the caches of earlier raw files (caches of the same raw
+        files with other parameters stay), caches of earlier versions, PyG's
+        ``pre_transform.pt`` / ``pre_filter.pt`` (never read), and orphan
+        temporary files of interrupted writes."""
+        now = time.time()
+        raw = target.name.split('_')[1]
+        for path in Path(self.processed_dir).iterdir():
+            name = path.name
+            cache = re.fullmatch(r'data_([0-9a-f]{16})(_[0-9a-f]{16})?\.pt', name)
+            stale = (cache is not None and (cache.group(1) != raw or not cache.group(2))) or (
+                name in ('pre_transform.pt', 'pre_filter.pt')
+            )
+            orphan = re.fullmatch(r'\.data_[0-9a-f_]+\.pt\..+\.tmp', name)
+            try:
+                if orphan and now - path.stat().st_mtime < _STALE_TMP_SECONDS:
+                    continue  # Maybe another process writing right now.
+                if stale or orphan:
+                    log.info('Removing stale processed file %s', path)
+                    path.unlink()
+            except OSError:
+                pass
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.name})'
+
+
+def _stable_repr(obj: object) -> str | None:
+    r"""The :func:`repr` of a transform, or :obj:`None` if it holds a memory
+    address (and so would not identify the transform across runs)."""
+    if obj is None:
+        return 'None'
+    text = repr(obj)
+    if re.search(r' at 0x[0-9a-fA-F]+', text):
+        return None
+    return text
+
+
+def _unstorable(value: object, where: str) -> str | None:
+    r"""Where :obj:`value` holds something other than plain tensors, numbers,
+    strings and containers (what the cache stores), or :obj:`None`."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    if type(value) is torch.Tensor:
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _unstorable(v, f'{where}[{i}]')
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int, tuple)):
+                return f'a key of type {type(k).__name__} in {where}'
+            found = _unstorable(v, f'{where}[{k!r}]')
+            if found is not None:
+                return found
+        return None
+    return f'a {type(value).__name__} at {where}'

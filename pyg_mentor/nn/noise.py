@@ -1,11 +1,12 @@
-r"""SimGCL-style embedding noise as a module, to be called between
-propagation layers."""
+r"""Augmentations of representations inside a model, as modules (identity in
+eval mode): SimGCL-style embedding noise between propagation layers and
+MENTOR's feature masking."""
 from __future__ import annotations
 
 from torch import Tensor
 from torch.nn import Module
 
-from pyg_mentor.utils.augment import _check_eps, embedding_noise
+from pyg_mentor.utils.augment import _check_eps, _check_probability, embedding_noise, mask_features
 
 
 class EmbeddingNoise(Module):
@@ -55,3 +56,31 @@ class EmbeddingNoise(Module):
 
     def extra_repr(self) -> str:
         return f'eps={self.eps}'
+
+
+class FeatureMask(Module):
+    r"""Masks representations with inverted dropout (see
+    :func:`~pyg_mentor.utils.augment.mask_features`), MENTOR's feature view:
+
+    .. math::
+        \tilde{\mathbf{x}} = \frac{\mathbf{m} \odot \mathbf{x}}{1 - p},
+        \qquad m_j \sim \mathrm{Bernoulli}(1 - p),
+
+    freshly drawn on every call in training mode; the identity in eval mode.
+    It is the twin of the :class:`~pyg_mentor.transforms.MaskFeatures`
+    transform for what is not data: representations computed inside a model.
+
+    Args:
+        p (float, optional): The masking probability, :math:`0 \le p < 1`.
+            (default: :obj:`0.5`)
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = _check_probability(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return mask_features(x, self.p, training=self.training)
+
+    def extra_repr(self) -> str:
+        return f'p={self.p}'

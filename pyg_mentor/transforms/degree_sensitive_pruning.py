@@ -40,8 +40,8 @@ class DegreeSensitivePruning(UserItemEdgeFilter):
             (default: :obj:`('user', 'rates', 'item')`)
         rev_edge_type (tuple[str, str, str], optional): Its reverse edge type,
             or :obj:`None`. (default: :obj:`('item', 'rated_by', 'user')`)
-        generator (torch.Generator, optional): The random number generator.
-            (default: :obj:`None`)
+        generator (torch.Generator, optional): The random number generator;
+            the draws are made on its device. (default: :obj:`None`)
 
     Example:
         >>> view = DegreeSensitivePruning(0.8)(data)  # ~20% of the edges
@@ -59,9 +59,14 @@ class DegreeSensitivePruning(UserItemEdgeFilter):
 
     def edge_mask(self, data: HeteroData, edge_index: Tensor) -> Tensor:
         src, _, dst = self.edge_type
+        device = edge_index.device
+        if self.generator is not None and self.generator.device != device:
+            # Draw where the generator lives (e.g. the trainer's CPU generator
+            # for a graph on the GPU), so that the draws stay reproducible.
+            edge_index = edge_index.to(self.generator.device)
         return degree_sensitive_pruning(
             edge_index, self.p, _num_nodes(data, src), _num_nodes(data, dst),
-            generator=self.generator)[1]
+            generator=self.generator)[1].to(device)
 
 
 def _num_nodes(data: HeteroData, node_type: str) -> int | None:

@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
-import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.transforms import BaseTransform
 
 from pyg_mentor.typing import ITEM, feature_key, select_modalities, similar_edge_type
-from pyg_mentor.utils.io import atomic_torch_save, tensor_digest
+from pyg_mentor.utils.io import atomic_torch_save, safe_torch_load, tensor_digest
 from pyg_mentor.utils.knn import KNN_METHODS, knn_item_graph
 
 logger = logging.getLogger(__name__)
@@ -154,8 +153,14 @@ class ModalityKNNGraph(BaseTransform):
             x, self.k, method=self.method, nlist=self.nlist,
             nprobe=self.nprobe, train_size=self.train_size)
         if path is not None:
-            atomic_torch_save({'edge_index': edge_index,
-                               'edge_weight': edge_weight}, path)
+            try:
+                atomic_torch_save({'edge_index': edge_index,
+                                   'edge_weight': edge_weight}, path)
+            except OSError as e:  # e.g. a read-only data set folder
+                logger.warning("Cannot cache the '%s' item graph in '%s' (%s): it "
+                               'is built again on every run', modality, path,
+                               e.strerror or e)
+                path = None
         logger.info("Built the '%s' item graph (%d items, k=%d, method=%s) in "
                     "%.2fs%s", modality, x.size(0), self.k, self.method,
                     time.perf_counter() - start,
@@ -165,7 +170,7 @@ class ModalityKNNGraph(BaseTransform):
     @staticmethod
     def _load(path: Path, num_edges: int) -> tuple[Tensor, Tensor] | None:
         try:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
+            obj = safe_torch_load(path, what='item graph cache')
             edge_index, edge_weight = obj['edge_index'], obj['edge_weight']
             if (tuple(edge_index.shape) != (2, num_edges)
                     or tuple(edge_weight.shape) != (num_edges, )):

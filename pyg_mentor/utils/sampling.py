@@ -26,15 +26,31 @@ class NegativeSampler:
         edge_index (torch.Tensor): Training pairs :obj:`[2, E]` (user, item).
         num_items (int): Number of items :math:`I`.
         max_rounds (int, optional): Rejection rounds before giving up with an
-            error (a user who rated every training item has no negative).
-            (default: :obj:`1000`)
+            error. (default: :obj:`1000`)
+        candidates (torch.Tensor, optional): The items negatives are drawn
+            from (default: the items of :obj:`edge_index`, as MMRec).
+
+    Raises:
+        ValueError: If a user rated every candidate item (e.g. a data set with
+            one item, or with one user): no negative can be drawn for them.
     """
 
-    def __init__(self, edge_index: Tensor, num_items: int, max_rounds: int = 1000):
+    def __init__(self, edge_index: Tensor, num_items: int, max_rounds: int = 1000,
+                 candidates: Tensor | None = None):
         self.num_items = num_items
         self.max_rounds = max_rounds
         self.keys = (edge_index[0] * num_items + edge_index[1]).unique()
-        self.candidates = edge_index[1].unique()
+        self.candidates = edge_index[1].unique() if candidates is None else candidates
+        # A user with every candidate in their history has no negative at all.
+        rated = (self.keys // num_items)[torch.isin(self.keys % num_items, self.candidates)]
+        users, counts = rated.unique(return_counts=True)
+        full = users[counts >= self.candidates.numel()]
+        if full.numel() > 0:
+            raise ValueError(
+                f'No negative item can be sampled for {full.numel()} user(s) (e.g. '
+                f'{full[:5].tolist()}): they rated all {self.candidates.numel()} item(s) '
+                'negatives are drawn from; BPR training needs, for every user, an item '
+                'outside their history (a data set with one item or one user has none)')
 
     def is_positive(self, users: Tensor, items: Tensor) -> Tensor:
         r"""Whether each (user, item) pair is a training interaction."""
@@ -115,8 +131,8 @@ def user_batches(
     user, item = edge_index[0, order], edge_index[1, order]
     users, count = user.unique_consecutive(return_counts=True)
     start = torch.cumsum(count, 0) - count
-    sampler = NegativeSampler(edge_index, num_items)
-    sampler.candidates = torch.arange(num_items, device=edge_index.device)
+    sampler = NegativeSampler(edge_index, num_items,
+                              candidates=torch.arange(num_items, device=edge_index.device))
     for _ in range(edge_index.size(1) // batch_size + 1):
         pick = torch.randperm(users.numel(), generator=generator)[:batch_size]
         offset = (torch.rand(pick.numel(), generator=generator) * count[pick]).long()

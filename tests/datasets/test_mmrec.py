@@ -405,7 +405,7 @@ BAD_FEATURES = {
     'three_dimensional': (np.zeros((6, 2, 2)), ['(3-D)']),
     'integer': (np.zeros((6, 3), dtype=np.int64), ['has dtype int64']),
     'boolean': (np.zeros((6, 3), dtype=bool), ['has dtype bool']),
-    'object': (object_array(), ['cannot be read as a .npy array']),
+    'object': (object_array(), ['holds Python objects', 'refused']),
     'no_columns': (np.zeros((6, 0)), ['has no columns']),
 }
 
@@ -430,7 +430,9 @@ def test_feature_file_not_npy(tmp_path):
     path.write_bytes(b'not an array')
     with pytest.raises(DataFormatError) as e:
         load_mmrec(tmp_path, 'tiny')
-    assert str(e.value).startswith(f'{path}: cannot be read as a .npy array')
+    assert str(e.value).startswith(f'{path}: is not a .npy file (it starts with the '
+                                   "text 'not an a', e.g. a text file)")
+    assert 'pickle' not in str(e.value)
 
 
 def test_feature_file_npz(tmp_path):

@@ -29,9 +29,10 @@ def test_negatives_are_train_items_outside_the_users_history():
 
 def test_user_without_negative_raises():
     edge_index = torch.tensor([[0, 0, 1], [0, 1, 0]])  # User 0 rated every item.
-    sampler = NegativeSampler(edge_index, num_items=2, max_rounds=20)
-    with pytest.raises(RuntimeError, match='No negative found'):
-        sampler.sample(torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r'1 user\(s\) \(e.g. \[0\]\): they rated all 2'):
+        NegativeSampler(edge_index, num_items=2, max_rounds=20)
+    # Drawn from all items (MMSSL's sampler), item 2 is a negative for user 0:
+    NegativeSampler(edge_index, num_items=3, candidates=torch.arange(3))
 
 
 def test_train_batches_cover_every_interaction_once_per_epoch():

@@ -1,34 +1,41 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import HeteroConv
+from torch_geometric.typing import EdgeType
 
-from pyg_mentor.nn.conv import BipartiteLightConv, ItemGraphConv
+from pyg_mentor.nn.conv import ItemGraphConv
 from pyg_mentor.nn.functional import bpr_loss
-from pyg_mentor.nn.models.base import Recommender, check_features, data_features, register_model
-from pyg_mentor.nn.models.mentor import SIMILAR, build_item_graph
-from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
-from pyg_mentor.utils.augment import _check_probability, degree_sensitive_pruning
-
-
-def _light_conv() -> HeteroConv:
-    return HeteroConv({RATES: BipartiteLightConv(cached=True),
-                       RATED_BY: BipartiteLightConv(cached=True)}, aggr='sum')
+from pyg_mentor.nn.models.base import (
+    Recommender,
+    check_feature_dims,
+    check_num_neighbors,
+    feature_dims,
+    item_features,
+    item_graph,
+    node_rows,
+    register_model,
+)
+from pyg_mentor.nn.models.lightgcn import (
+    UserItemConv,
+    propagate_mean,
+    user_item_edges,
+    user_item_weights,
+)
+from pyg_mentor.transforms import DegreeSensitivePruning
+from pyg_mentor.typing import ITEM, RATED_BY, RATES, SIMILAR, USER
+from pyg_mentor.utils.augment import _check_probability
 
 
 # MMRec's FREEDOM.yaml gives the grid only; the single-run dropout and
 # reg_weight are our pick within it (untuned).
 @register_model(
     'freedom',
-    defaults={
-        'embedding_dim': 64, 'num_layers': 2, 'num_mm_layers': 1, 'knn_k': 10,
-        'mm_image_weight': 0.1, 'dropout': 0.8, 'reg_weight': 1e-4, 'lr': 1e-3,
-    },
+    defaults={'lr': 1e-3},
     grid={'dropout': [0.8, 0.9], 'reg_weight': [0.0, 1e-5, 1e-4, 1e-3]},
 )
 class FREEDOM(Recommender):
@@ -44,13 +51,16 @@ class FREEDOM(Recommender):
     sets), built once and never updated.
 
     **Denoised user-item graph.** Before every training epoch
-    (:meth:`on_epoch_start`, MMRec's ``pre_epoch_processing``),
-    :math:`\lfloor (1 - p)|\mathcal{E}|\rfloor` training pairs are sampled with
-    probabilities :math:`\propto 1/\sqrt{d_u d_i}` (see
-    :func:`~pyg_mentor.utils.augment.degree_sensitive_pruning`) and
-    re-normalised on their own degrees, giving :math:`\hat{\mathbf{A}}_p`.
-    Evaluation (:obj:`model.eval()`) uses the full training graph
-    :math:`\hat{\mathbf{A}}` instead.
+    (:meth:`on_epoch_start`, MMRec's ``pre_epoch_processing``), the
+    :class:`~pyg_mentor.transforms.DegreeSensitivePruning` transform keeps
+    :math:`\lfloor (1 - p)|\mathcal{E}|\rfloor` training pairs, sampled with
+    probabilities :math:`\propto 1/\sqrt{d_u d_i}`; propagating on that view
+    re-normalises it on its own degrees, giving :math:`\hat{\mathbf{A}}_p`.
+    The epoch trains on the view; evaluation scores on the full training graph
+    :math:`\hat{\mathbf{A}}` (the graph is the :obj:`data` argument of
+    :meth:`forward`, :meth:`loss` and :meth:`scorer`). With sampled
+    training, every batch's subgraph is sampled from the epoch's view, its
+    user-item edges weighted by the view's degrees (:meth:`sampled_neighbors`).
 
     **Representations and scores.**
 
@@ -90,96 +100,81 @@ class FREEDOM(Recommender):
     Args:
         num_users (int): Number of users.
         num_items (int): Number of items.
-        edge_index (torch.Tensor): Training pairs :obj:`[2, E]` (user, item).
-        features (Mapping[str, torch.Tensor]): Item features per modality.
-        item_graph (tuple[torch.Tensor, torch.Tensor]): The frozen item graph
-            (edge_index, edge_weight), sources in row 0.
+        feature_dims (Mapping[str, int]): The width :math:`d_m` of every
+            modality's item features :obj:`data['item'].x_<m>` (at least one).
         embedding_dim (int, optional): :math:`d`. (default: :obj:`64`)
         num_layers (int, optional): User-item layers :math:`L` (MMRec's
             ``n_ui_layers``). (default: :obj:`2`)
         num_mm_layers (int, optional): Item-graph layers :math:`L_m`.
             (default: :obj:`1`)
-        knn_k (int, optional): Neighbours of the item graph, used by
-            :meth:`from_data`. (default: :obj:`10`)
-        mm_image_weight (float, optional): Image weight :math:`w` of the item
-            graph, used by :meth:`from_data`. (default: :obj:`0.1`)
         dropout (float, optional): Pruned fraction :math:`p` of the user-item
             edges; :obj:`0` trains on the full graph. (default: :obj:`0.8`)
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
         train_features (bool, optional): Train copies of the raw features,
-            as MMRec's code does. (default: :obj:`False`)
+            as MMRec's code does (initialised from the data by
+            :meth:`from_data` or :meth:`init_features`). (default: :obj:`False`)
     """
 
     multimodal = True
+    needs_item_graph = True
+    supports_sampling = True
 
     def __init__(
         self,
         num_users: int,
         num_items: int,
-        edge_index: Tensor,
-        features: Mapping[str, Tensor],
-        item_graph: tuple[Tensor, Tensor],
+        feature_dims: Mapping[str, int],
         embedding_dim: int = 64,
         num_layers: int = 2,
         num_mm_layers: int = 1,
-        knn_k: int = 10,
-        mm_image_weight: float = 0.1,
         dropout: float = 0.8,
         reg_weight: float = 1e-4,
         train_features: bool = False,
     ):
         super().__init__(num_users, num_items)
-        self.modalities = check_features('FREEDOM', features, num_items)
+        self.modalities = check_feature_dims('FREEDOM', feature_dims)
+        self.feature_dims = {m: feature_dims[m] for m in self.modalities}
         self.embedding_dim = embedding_dim
         self.num_layers = num_layers
         self.num_mm_layers = num_mm_layers
-        self.knn_k = knn_k
-        self.mm_image_weight = mm_image_weight
         self.dropout = _check_probability(dropout, 'dropout')
         self.reg_weight = reg_weight
         self.train_features = train_features
 
-        self.register_buffer('edge_index', edge_index, persistent=False)
-        self.register_buffer('pruned_edge_index', None, persistent=False)
-        self.register_buffer('item_graph_index', item_graph[0], persistent=False)
-        self.register_buffer('item_graph_weight', item_graph[1].float(),
-                             persistent=False)
-
         self.user_emb = torch.nn.Parameter(torch.empty(num_users, embedding_dim))
         self.item_emb = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
-        for m in self.modalities:  # Trained copies are checkpointed, fixed inputs not.
-            x = features[m].detach().float()
-            if train_features:
-                self.register_parameter(f'feat_{m}', torch.nn.Parameter(x.clone()))
-            else:
-                self.register_buffer(f'feat_{m}', x, persistent=False)
+        if train_features:  # Trained copies of the raw features (checkpointed).
+            for m in self.modalities:
+                self.register_parameter(
+                    f'feat_{m}', torch.nn.Parameter(torch.zeros(num_items, feature_dims[m])))
         self.projections = torch.nn.ModuleDict({
-            m: torch.nn.Linear(features[m].size(1), embedding_dim)
-            for m in self.modalities
+            m: torch.nn.Linear(feature_dims[m], embedding_dim) for m in self.modalities
         })
-        # Parameter-free layers. `conv` caches the normalised full graph;
-        # `pruned_conv` caches the pruned graph of the current epoch and is
-        # reset whenever it is resampled.
-        self.conv = _light_conv()
-        self.pruned_conv = _light_conv()
+        # Parameter-free layers; each caches the normalised adjacency of the
+        # graph it last propagated on (the epoch's pruned view, the full graph).
+        self.conv = UserItemConv()
         self.item_conv = ItemGraphConv(cached=True)
         self.reset_parameters()
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> FREEDOM:
-        r"""Builds FREEDOM from a dataset: item features of every modality in
-        :obj:`data`, and the frozen item graph (taken from
-        :obj:`data['item', 'similar', 'item']` if present, otherwise built with
-        FAISS as MENTOR's, from :obj:`knn_k` and :obj:`mm_image_weight`)."""
-        features = data_features('FREEDOM', data)
-        if SIMILAR in data.edge_types:
-            graph = data[SIMILAR]
-            item_graph = (graph.edge_index, graph.edge_weight)
-        else:
-            item_graph = build_item_graph(features, kwargs.get('knn_k', 10),
-                                          kwargs.get('mm_image_weight', 0.1))
-        return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   data[RATES].edge_index, features, item_graph, **kwargs)
+        r"""Builds FREEDOM for a dataset: the widths of its item features (and,
+        with :obj:`train_features`, copies of them)."""
+        model = cls(data[USER].num_nodes, data[ITEM].num_nodes,
+                    feature_dims('FREEDOM', data), **kwargs)
+        if model.train_features:
+            model.init_features(data)
+        return model
+
+    @torch.no_grad()
+    def init_features(self, data: HeteroData) -> None:
+        r"""Copies the item features of :obj:`data` into the trained copies
+        (:obj:`train_features=True` only)."""
+        if not self.train_features:
+            raise ValueError('init_features needs train_features=True')
+        features = item_features('FREEDOM', data, self.feature_dims, self.num_items)
+        for m in self.modalities:
+            getattr(self, f'feat_{m}').copy_(features[m])
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_emb)
@@ -187,60 +182,64 @@ class FREEDOM(Recommender):
         for projection in self.projections.values():
             projection.reset_parameters()
         self.conv.reset_parameters()
-        self.pruned_conv.reset_parameters()
         self.item_conv.reset_parameters()
 
-    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
-        self.resample_graph(generator)
+    def on_epoch_start(self, data: HeteroData, epoch: int,
+                       generator: torch.Generator) -> HeteroData:
+        r"""The epoch's degree-sensitive pruned view of the training graph
+        (:class:`~pyg_mentor.transforms.DegreeSensitivePruning`), drawn from
+        :obj:`generator`; the graph itself if :obj:`dropout` is 0."""
+        if self.dropout == 0:
+            return data
+        return DegreeSensitivePruning(self.dropout, generator=generator)(data)
 
-    def resample_graph(self, generator: torch.Generator | None = None) -> None:
-        r"""Draws a new degree-sensitive pruned user-item graph for training
-        (from :obj:`generator`, or the global random number generator)."""
-        edge_index = self.edge_index
-        if generator is not None and generator.device != edge_index.device:
-            edge_index = edge_index.to(generator.device)
-        kept, _ = degree_sensitive_pruning(edge_index, self.dropout, self.num_users,
-                                           self.num_items, generator=generator)
-        self.pruned_edge_index = kept.to(self.edge_index.device)
-        self.pruned_conv.reset_parameters()
+    def sampled_neighbors(self, num_neighbors: Sequence[int]
+                          ) -> dict[EdgeType, list[int]]:
+        r"""The :obj:`L`-hop user-item neighbourhood (:obj:`num_neighbors[l]`
+        per node and direction at hop :obj:`l`) and the :math:`L_m`-hop
+        item-graph neighbourhood of the batch's items, all of it (at most
+        :math:`k` per modality and item; its weights are normalised on the
+        whole graph, a sample would change them). The item graph propagates
+        the ID embeddings, not the user-item output, so the two
+        neighbourhoods are sampled side by side over
+        :math:`\max(L, L_m)` hops."""
+        counts = check_num_neighbors('FREEDOM', num_neighbors, self.num_layers)
+        hops = max(self.num_layers, self.num_mm_layers)
+        counts += [0] * (hops - len(counts))
+        return {RATES: counts, RATED_BY: list(counts),
+                SIMILAR: [-1] * self.num_mm_layers + [0] * (hops - self.num_mm_layers)}
 
-    def _propagate(self, conv: HeteroConv, edge_index: Tensor) -> tuple[Tensor, Tensor]:
-        edge_index_dict = {RATES: edge_index, RATED_BY: edge_index.flip(0)}
-        x = {USER: self.user_emb, ITEM: self.item_emb}
-        user_out, item_out = [self.user_emb], [self.item_emb]
-        for _ in range(self.num_layers):
-            x = conv(x, edge_index_dict)
-            user_out.append(x[USER])
-            item_out.append(x[ITEM])
-        return torch.stack(user_out).mean(0), torch.stack(item_out).mean(0)
-
-    def forward(self) -> tuple[Tensor, Tensor]:
-        r"""User :obj:`[U, d]` and item :obj:`[I, d]` representations: over
-        the pruned graph in training mode (drawn on first use if
-        :meth:`on_epoch_start` has not run), over the full graph in eval
-        mode."""
-        if self.training and self.dropout > 0:
-            if self.pruned_edge_index is None:
-                self.resample_graph()
-            user, item = self._propagate(self.pruned_conv, self.pruned_edge_index)
-        else:
-            user, item = self._propagate(self.conv, self.edge_index)
-        h = self.item_emb
+    def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        r"""User :obj:`[U, d]` and item :obj:`[I, d]` representations on the
+        user-item graph of :obj:`data` and its item graph."""
+        item_emb = node_rows(self.item_emb, data, ITEM)
+        user, item = propagate_mean(self.conv, node_rows(self.user_emb, data, USER),
+                                    item_emb, user_item_edges(data), self.num_layers,
+                                    user_item_weights(data))
+        graph_index, graph_weight = item_graph('FREEDOM', data)
+        h = item_emb
         for _ in range(self.num_mm_layers):
-            h = self.item_conv(h, self.item_graph_index, self.item_graph_weight)
+            h = self.item_conv(h, graph_index, graph_weight)
         return user, item + h
 
-    def loss(self, batch: Tensor) -> dict[str, Tensor]:
+    def _features(self, data: HeteroData) -> dict[str, Tensor]:
+        if self.train_features:
+            return {m: node_rows(getattr(self, f'feat_{m}'), data, ITEM)
+                    for m in self.modalities}
+        return item_features('FREEDOM', data, self.feature_dims, self.num_items)
+
+    def loss(self, data: HeteroData, batch: Tensor) -> dict[str, Tensor]:
         users, pos, neg = batch
-        user, item = self()
+        user, item = self(data)
         u = user[users]
         bpr = bpr_loss((u * item[pos]).sum(-1), (u * item[neg]).sum(-1))
         out = {'bpr': bpr}
         total = bpr
         if self.reg_weight != 0:
+            features = self._features(data)
             items, inverse = torch.cat([pos, neg]).unique(return_inverse=True)
             for m in self.modalities:
-                f = self.projections[m](getattr(self, f'feat_{m}')[items])
+                f = self.projections[m](features[m][items].to(self.item_emb.dtype))
                 p, n = f[inverse[:pos.numel()]], f[inverse[pos.numel():]]
                 term = self.reg_weight * bpr_loss((u * p).sum(-1), (u * n).sum(-1))
                 out[f'bpr_{m}'] = term

@@ -8,24 +8,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import HeteroConv
+from torch_geometric.typing import EdgeType
 
 from pyg_mentor.nn import functional as PF
-from pyg_mentor.nn.conv import BipartiteLightConv, ItemGraphConv
+from pyg_mentor.nn.conv import ItemGraphConv
 from pyg_mentor.nn.models.base import (
     Recommender,
     ScoreFn,
-    check_features,
-    data_features,
+    check_feature_dims,
+    check_num_neighbors,
+    feature_dims,
+    global_index,
+    item_features,
+    item_graph,
+    node_ids,
+    node_rows,
     register_model,
 )
-from pyg_mentor.nn.noise import EmbeddingNoise
-from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
+from pyg_mentor.nn.models.lightgcn import UserItemConv, user_item_edges, user_item_weights
+from pyg_mentor.nn.noise import EmbeddingNoise, FeatureMask
+from pyg_mentor.typing import ITEM, RATED_BY, RATES, SIMILAR, USER
 
 log = logging.getLogger(__name__)
 
 ID_VIEW = 'id'
-SIMILAR = (ITEM, 'similar', ITEM)
 
 
 class ViewEncoder(torch.nn.Module):
@@ -73,14 +79,21 @@ class ViewEncoder(torch.nn.Module):
             if isinstance(layer, torch.nn.Linear):
                 layer.reset_parameters()
 
-    def forward(self, item_input: Tensor, conv: HeteroConv,
-                edge_index_dict: Mapping) -> tuple[Tensor, Tensor]:
-        user = F.normalize(self.preference, dim=-1)
+    def forward(self, item_input: Tensor, conv: torch.nn.Module,
+                edge_index_dict: Mapping, edge_weight_dict: Mapping | None = None,
+                user_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""The user and item outputs on the given user-item edges (and
+        weights, see :class:`~pyg_mentor.nn.models.lightgcn.UserItemConv`);
+        :obj:`user_index`: the users' rows of the preference matrix (a
+        sampled subgraph's :obj:`n_id`), all users if :obj:`None`."""
+        preference = self.preference if user_index is None else self.preference[user_index]
+        user = F.normalize(preference, dim=-1)
         item = F.normalize(self.mlp(item_input), dim=-1)
         x = {USER: user, ITEM: item}
         out = dict(x)
         for _ in range(self.num_layers):
-            x = conv(x, edge_index_dict)
+            x = (conv(x, edge_index_dict) if edge_weight_dict is None
+                 else conv(x, edge_index_dict, edge_weight_dict))
             if self.noise is not None:
                 x = {k: self.noise(v) for k, v in x.items()}
             out = {k: out[k] + x[k] for k in out}
@@ -89,20 +102,21 @@ class ViewEncoder(torch.nn.Module):
 
 @register_model(
     'mentor',
-    defaults={
-        'embedding_dim': 64, 'num_layers': 2, 'num_mm_layers': 1, 'knn_k': 10,
-        'mm_image_weight': 0.1, 'reg_weight': 1e-3, 'dropout': 0.5,
-        'mask_weight': 1.5, 'align_weight': 0.1, 'cl_weight': 1e-3,
-        'temperature': 0.2, 'noise_eps': 0.1,
-        # Training options of the release:
-        'lr': 1e-4, 'valid_metric': 'recall@10',
-    },
+    # The release's valid metric; lr 1e-3 instead of its 1e-4, chosen on valid
+    # (benchmarks/results/mentor_lfm2k.md; `--set lr=1e-4` for the release's).
+    defaults={'lr': 1e-3, 'valid_metric': 'recall@10'},
     grid={'cl_weight': [1e-4, 1e-3], 'temperature': [0.2, 0.4, 0.6]},
 )
 class MENTOR(Recommender):
     r"""MENTOR: multi-level self-supervised learning for multimodal
-    recommendation (Xu et al., AAAI 2025), as released (see
-    ``docs/mentor.md`` for every difference).
+    recommendation (Xu et al., AAAI 2025), as released (every difference is
+    listed in ``docs/differences.md``).
+
+    The graph is the :obj:`data` argument of :meth:`forward`, :meth:`loss`
+    and :meth:`scorer`: the user-item edges, the item features
+    :obj:`data['item'].x_<m>` and the fused item graph
+    :obj:`data['item', 'similar', 'item']` (see
+    :func:`~pyg_mentor.datasets.load.prepare_data`).
 
     Views: the ID view and, for every modality :math:`m`, a main view and two
     noise views, each a :class:`ViewEncoder` with its own parameters (seven
@@ -129,43 +143,42 @@ class MENTOR(Recommender):
     Args:
         num_users (int): Number of users.
         num_items (int): Number of items.
-        edge_index (torch.Tensor): Training pairs :obj:`[2, E]`.
-        features (Mapping[str, torch.Tensor]): Item features per modality.
-        item_graph (tuple[torch.Tensor, torch.Tensor]): The fused item graph
-            (edge_index, edge_weight), sources in row 0.
+        feature_dims (Mapping[str, int]): The width :math:`d_m` of every
+            modality's item features :obj:`data['item'].x_<m>` (at least one).
         embedding_dim (int): :math:`d` (64).
         num_layers (int): Propagation layers per encoder (2).
         num_mm_layers (int): Item-graph layers :math:`L` (1).
-        knn_k (int), mm_image_weight (float): Item graph options, used by
-            :meth:`from_data` (10, 0.1).
         reg_weight, dropout, mask_weight, align_weight, cl_weight,
         temperature, noise_eps (float): Loss options of the release.
         cl_scope (str): ``'all'`` (release: InfoNCE over all users and items,
-            chunked) or ``'batch'`` (over the batch's unique users and items).
+            chunked) or ``'batch'`` (over the batch's unique users and items;
+            the scope of sampled training, see :meth:`loss`).
         cl_chunk_size (int or str, optional): Rows per InfoNCE chunk, ``'auto'``
             (see :func:`~pyg_mentor.nn.functional.info_nce`) or ``None`` (dense).
-        feature_mask_grad (bool): Let the feature-mask loss train the model
-            (default). ``False`` reproduces the release, which computes it
-            under ``no_grad`` so it only adds a constant.
+        feature_mask_grad (bool): Let the feature-mask loss train the model.
+            By default it does not, as in the release (computed under
+            ``no_grad``, it only adds a constant to the logged loss): with a
+            gradient, the term dominates the gradient at the start (50x BPR's
+            norm) and then pulls against the ranking loss (cosine -0.9 with
+            the BPR gradient), and validation is worse at every weight tried
+            (``benchmarks/results/mentor_lfm2k.md``).
         eval_cached_embeddings (bool): Score with the embeddings of the last
             training forward, one optimiser step stale, as the release does.
             By default the forward is recomputed in eval mode.
     """
 
     multimodal = True
+    needs_item_graph = True
+    supports_sampling = True
 
     def __init__(
         self,
         num_users: int,
         num_items: int,
-        edge_index: Tensor,
-        features: Mapping[str, Tensor],
-        item_graph: tuple[Tensor, Tensor],
+        feature_dims: Mapping[str, int],
         embedding_dim: int = 64,
         num_layers: int = 2,
         num_mm_layers: int = 1,
-        knn_k: int = 10,
-        mm_image_weight: float = 0.1,
         reg_weight: float = 1e-3,
         dropout: float = 0.5,
         mask_weight: float = 1.5,
@@ -175,19 +188,18 @@ class MENTOR(Recommender):
         noise_eps: float = 0.1,
         cl_scope: str = 'all',
         cl_chunk_size: int | Literal['auto'] | None = 'auto',
-        feature_mask_grad: bool = True,
+        feature_mask_grad: bool = False,
         eval_cached_embeddings: bool = False,
     ):
         super().__init__(num_users, num_items)
-        self.modalities = check_features('MENTOR', features, num_items)
+        self.modalities = check_feature_dims('MENTOR', feature_dims)
+        self.feature_dims = {m: feature_dims[m] for m in self.modalities}
         if cl_scope not in ('all', 'batch'):
             raise ValueError(f"cl_scope must be 'all' or 'batch', got '{cl_scope}'")
         self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
         self.num_mm_layers = num_mm_layers
-        self.knn_k = knn_k
-        self.mm_image_weight = mm_image_weight
         self.reg_weight = reg_weight
-        self.dropout = dropout
         self.mask_weight = mask_weight
         self.align_weight = align_weight
         self.cl_weight = cl_weight
@@ -197,19 +209,11 @@ class MENTOR(Recommender):
         self.feature_mask_grad = feature_mask_grad
         self.eval_cached_embeddings = eval_cached_embeddings
 
-        for name in self.modalities:
-            self.register_buffer(f'feat_{name}', features[name].float(),
-                                 persistent=False)
-        self.register_buffer('edge_index', edge_index, persistent=False)
-        self.register_buffer('item_graph_index', item_graph[0], persistent=False)
-        self.register_buffer('item_graph_weight', item_graph[1].float(),
-                             persistent=False)
-
         self.item_id = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
         encoders = {ID_VIEW: ViewEncoder(num_users, embedding_dim, embedding_dim,
                                          num_layers)}
         for name in self.modalities:
-            dim = features[name].size(1)
+            dim = feature_dims[name]
             encoders[name] = ViewEncoder(num_users, dim, embedding_dim, num_layers)
             for k in (1, 2):
                 encoders[f'{name}_n{k}'] = ViewEncoder(
@@ -218,32 +222,25 @@ class MENTOR(Recommender):
         self.user_modality_weight = torch.nn.Parameter(
             torch.empty(num_users, len(self.modalities)))
         width = embedding_dim * len(self.modalities)
+        self.feature_mask = FeatureMask(dropout)
         self.mask_map = torch.nn.Linear(width, width)
-        # Parameter-free layers shared by every encoder: normalisations are
-        # computed once and cached.
-        self.conv = HeteroConv({RATES: BipartiteLightConv(cached=True),
-                                RATED_BY: BipartiteLightConv(cached=True)},
-                               aggr='sum')
+        # Parameter-free layers shared by every encoder; each caches the
+        # normalised adjacency of the graph it propagates on.
+        self.conv = UserItemConv()
         self.item_conv = ItemGraphConv(cached=True)
         self._cached_scores: tuple[Tensor, Tensor] | None = None
         self.reset_parameters()
 
+    @property
+    def dropout(self) -> float:
+        r"""The feature-mask probability :math:`p`."""
+        return self.feature_mask.p
+
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> MENTOR:
-        r"""Builds MENTOR from a dataset: item features of every modality in
-        :obj:`data`, and the fused FAISS kNN item graph (taken from
-        :obj:`data['item', 'similar', 'item']` if present, otherwise built with
-        :class:`~pyg_mentor.transforms.ModalityKNNGraph` and
-        :class:`~pyg_mentor.transforms.FuseItemGraphs`)."""
-        features = data_features('MENTOR', data)
-        if SIMILAR in data.edge_types:
-            graph = data[SIMILAR]
-            item_graph = (graph.edge_index, graph.edge_weight)
-        else:
-            item_graph = build_item_graph(features, kwargs.get('knn_k', 10),
-                                          kwargs.get('mm_image_weight', 0.1))
+        r"""Builds MENTOR for a dataset: the widths of its item features."""
         return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   data[RATES].edge_index, features, item_graph, **kwargs)
+                   feature_dims('MENTOR', data), **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.xavier_normal_(self.item_id)
@@ -260,57 +257,74 @@ class MENTOR(Recommender):
 
     # Forward ###################################################################
 
-    def _item_input(self, view: str) -> Tensor:
-        if view == ID_VIEW:
-            return self.item_id
-        return getattr(self, f"feat_{view.rsplit('_n', 1)[0]}")
+    def encode(self, data: HeteroData,
+               views: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
+        r"""Runs the named encoders on :obj:`data`: ``{view: (user [U, d],
+        item [I, d])}``."""
+        edge_index_dict, edge_weight_dict = user_item_edges(data), user_item_weights(data)
+        features = item_features('MENTOR', data, self.feature_dims, self.num_items)
+        user_index = node_ids(data, USER)
+        out = {}
+        for v in views:
+            x = (node_rows(self.item_id, data, ITEM) if v == ID_VIEW
+                 else features[v.rsplit('_n', 1)[0]].to(self.item_id.dtype))
+            out[v] = self.encoders[v](x, self.conv, edge_index_dict, edge_weight_dict,
+                                      user_index)
+        return out
 
-    def encode(self, views: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
-        r"""Runs the named encoders: ``{view: (user [U, d], item [I, d])}``."""
-        edge_index_dict = {RATES: self.edge_index, RATED_BY: self.edge_index.flip(0)}
-        return {v: self.encoders[v](self._item_input(v), self.conv, edge_index_dict)
-                for v in views}
-
-    def enhance(self, item: Tensor) -> Tensor:
-        r""":math:`\mathbf{R} + \mathbf{S}^{L}\mathbf{R}` over the item graph."""
+    def enhance(self, data: HeteroData, item: Tensor) -> Tensor:
+        r""":math:`\mathbf{R} + \mathbf{S}^{L}\mathbf{R}` over the item graph of
+        :obj:`data`."""
+        graph_index, graph_weight = item_graph('MENTOR', data)
         h = item
         for _ in range(self.num_mm_layers):
-            h = self.item_conv(h, self.item_graph_index, self.item_graph_weight)
+            h = self.item_conv(h, graph_index, graph_weight)
         return item + h
 
-    def _fuse(self, z: Mapping[str, tuple[Tensor, Tensor]],
+    def _fuse(self, data: HeteroData, z: Mapping[str, tuple[Tensor, Tensor]],
               suffix: str = '') -> tuple[Tensor, Tensor]:
-        users = [self.user_modality_weight[:, j:j + 1] * z[m + suffix][0]
+        weight = node_rows(self.user_modality_weight, data, USER)
+        users = [weight[:, j:j + 1] * z[m + suffix][0]
                  for j, m in enumerate(self.modalities)]
         items = [z[m + suffix][1] for m in self.modalities]
-        return torch.cat(users, dim=-1), self.enhance(torch.cat(items, dim=-1))
+        return torch.cat(users, dim=-1), self.enhance(data, torch.cat(items, dim=-1))
 
-    def _repeat(self, user: Tensor, item: Tensor) -> tuple[Tensor, Tensor]:
+    def _repeat(self, data: HeteroData, user: Tensor,
+                item: Tensor) -> tuple[Tensor, Tensor]:
         m = len(self.modalities)
-        return user.repeat(1, m), self.enhance(item.repeat(1, m))
+        return user.repeat(1, m), self.enhance(data, item.repeat(1, m))
 
-    def forward(self) -> tuple[Tensor, Tensor]:
+    def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         r"""The fused user :obj:`[U, Md]` and item :obj:`[I, Md]`
-        representations that score (main encoders only)."""
-        return self._fuse(self.encode(self.modalities))
+        representations that score (main encoders only) on :obj:`data`."""
+        return self._fuse(data, self.encode(data, self.modalities))
 
-    def representations(self) -> dict[str, tuple[Tensor, Tensor]]:
+    def representations(self, data: HeteroData) -> dict[str, tuple[Tensor, Tensor]]:
         r"""Every (user, item) representation of the training loss: ``fused``,
         ``guide``, one per modality, ``noise1`` and ``noise2``."""
         noise = [f'{m}_n{k}' for k in (1, 2) for m in self.modalities]
-        z = self.encode([ID_VIEW, *self.modalities, *noise])
-        out = {'fused': self._fuse(z), 'guide': self._repeat(*z[ID_VIEW])}
+        z = self.encode(data, [ID_VIEW, *self.modalities, *noise])
+        out = {'fused': self._fuse(data, z), 'guide': self._repeat(data, *z[ID_VIEW])}
         for m in self.modalities:
-            out[m] = self._repeat(*z[m])
-        out['noise1'] = self._fuse(z, '_n1')
-        out['noise2'] = self._fuse(z, '_n2')
+            out[m] = self._repeat(data, *z[m])
+        out['noise1'] = self._fuse(data, z, '_n1')
+        out['noise2'] = self._fuse(data, z, '_n2')
         return out
 
     # Loss ######################################################################
 
-    def loss(self, batch: Tensor) -> dict[str, Tensor]:
+    def loss(self, data: HeteroData, batch: Tensor) -> dict[str, Tensor]:
+        r"""The loss terms of a batch on :obj:`data`.
+
+        On a sampled subgraph (:meth:`sampled_neighbors`), the terms the
+        release computes over all users and items (the alignment's global
+        means and variances, the feature-mask loss) are computed over the
+        batch's users and items, the only nodes of the subgraph whose
+        representations are those of the full graph (the others lack part of
+        their neighbourhood), as :obj:`cl_scope='batch'` does for InfoNCE.
+        """
         users, pos, neg = batch
-        reps = self.representations()
+        reps = self.representations(data)
         user, item = reps['fused']
         if self.eval_cached_embeddings:
             self._cached_scores = (user.detach(), item.detach())
@@ -318,22 +332,29 @@ class MENTOR(Recommender):
         bpr = PF.bpr_loss((u * item[pos]).sum(-1), (u * item[neg]).sum(-1), base=2)
 
         reg = self.reg_weight * PF.reg_loss(
-            *[self.encoders[m].preference[users] for m in self.modalities],
+            *[self.encoders[m].preference[global_index(users, data, USER)]
+              for m in self.modalities],
             self.user_modality_weight)
 
-        full = {k: torch.cat(reps[k]) for k in ('guide', 'fused', *self.modalities)}
+        sampled = node_ids(data, USER) is not None
+        if sampled or self.cl_scope == 'batch':
+            bu, bi = users.unique(), torch.cat([pos, neg]).unique()
+
+        def nodes(user: Tensor, item: Tensor) -> tuple[Tensor, Tensor]:
+            # All users and items, or the batch's on a sampled subgraph.
+            return (user[bu], item[bi]) if sampled else (user, item)
+
+        full = {k: torch.cat(nodes(*reps[k])) for k in ('guide', 'fused', *self.modalities)}
         align = self.align_weight * PF.align_loss(full)
 
         with torch.set_grad_enabled(self.feature_mask_grad and torch.is_grad_enabled()):
+            mask_user, mask_item = nodes(user, item)
             mask = self.mask_weight * (
-                PF.masked_cosine_loss(F.dropout(user, self.dropout, self.training),
-                                      self.mask_map(user))
-                + PF.masked_cosine_loss(F.dropout(item, self.dropout, self.training),
-                                        self.mask_map(item)))
+                PF.masked_cosine_loss(self.feature_mask(mask_user), self.mask_map(mask_user))
+                + PF.masked_cosine_loss(self.feature_mask(mask_item), self.mask_map(mask_item)))
 
         (u1, i1), (u2, i2) = reps['noise1'], reps['noise2']
         if self.cl_scope == 'batch':
-            bu, bi = users.unique(), torch.cat([pos, neg]).unique()
             u1, u2, i1, i2 = u1[bu], u2[bu], i1[bi], i2[bi]
         cl = self.cl_weight * (
             PF.info_nce(u1, u2, self.temperature, self.cl_chunk_size)
@@ -343,33 +364,48 @@ class MENTOR(Recommender):
         return {'loss': total, 'bpr': bpr, 'reg': reg, 'align': align,
                 'mask': mask, 'cl': cl}
 
+    def check_sampling(self) -> None:
+        r"""Refuses the options that sampled training cannot honour:
+        :obj:`cl_scope='all'` (InfoNCE over every user and item needs them
+        all in every step; :obj:`cl_scope='batch'` is the sampled form) and
+        :obj:`eval_cached_embeddings` (a batch's forward covers its subgraph
+        only)."""
+        super().check_sampling()
+        if self.cl_scope == 'all':
+            raise ValueError("MENTOR with cl_scope='all' cannot train on sampled "
+                             "subgraphs: its InfoNCE contrasts every user and item in "
+                             "every step; use cl_scope='batch' (InfoNCE over the "
+                             "batch's users and items) with sampler='neighbor'")
+        if self.eval_cached_embeddings:
+            raise ValueError('MENTOR with eval_cached_embeddings=True cannot train on '
+                             'sampled subgraphs: a training forward covers the '
+                             "subgraph of a batch only, not every user and item")
+
+    def sampled_neighbors(self, num_neighbors: Sequence[int]
+                          ) -> dict[EdgeType, list[int]]:
+        r"""The item-graph neighbourhood of the batch's items (:math:`L_m`
+        hops, all of it: at most :math:`k` per modality and item, with
+        weights normalised on the whole graph), followed by the :math:`L`-hop
+        user-item neighbourhood of every node reached: MENTOR enhances the
+        *propagated* item representations over the item graph, so an item
+        graph neighbour needs its own user-item neighbourhood,
+        :math:`L + L_m` hops in all. The user-item counts are
+        :obj:`num_neighbors[l]` at hop :obj:`l`, the last one for the
+        :math:`L_m` extra hops."""
+        counts = check_num_neighbors('MENTOR', num_neighbors, self.num_layers)
+        counts += counts[-1:] * self.num_mm_layers
+        return {RATES: counts, RATED_BY: list(counts),
+                SIMILAR: [-1] * self.num_mm_layers + [0] * self.num_layers}
+
     @torch.no_grad()
-    def scorer(self) -> ScoreFn:
+    def scorer(self, data: HeteroData) -> ScoreFn:
         if self.eval_cached_embeddings and self._cached_scores is not None:
             user, item = self._cached_scores
         else:
-            user, item = self()
+            user, item = self(data)
         return lambda users: user[users] @ item.t()
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
                 f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
                 f'cl_scope={self.cl_scope!r})')
-
-
-def build_item_graph(features: Mapping[str, Tensor], k: int,
-                     mm_image_weight: float) -> tuple[Tensor, Tensor]:
-    r"""The release's fused item graph: per-modality FAISS top-:obj:`k` cosine
-    graphs, weighted ``image: mm_image_weight, text: 1 - mm_image_weight`` for
-    the release's two modalities, uniformly otherwise."""
-    from pyg_mentor.utils.knn import fuse_item_graphs, knn_item_graph
-
-    names = sorted(features)
-    if set(names) == {'image', 'text'}:
-        weights = {'image': mm_image_weight, 'text': 1.0 - mm_image_weight}
-    else:
-        weights = {m: 1.0 / len(names) for m in names}
-    graphs = {m: knn_item_graph(features[m].float(), k) for m in names}
-    num_items = next(iter(features.values())).size(0)
-    return fuse_item_graphs(graphs, weights, num_items)
-

@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_mentor.nn.functional import bpr_loss, embedding_norm_loss
-from pyg_mentor.nn.models.base import Recommender, register_model
+from pyg_mentor.nn.models.base import Recommender, global_index, node_rows, register_model
 from pyg_mentor.typing import ITEM, USER
 
 
 @register_model(
     'mf_bpr',
-    defaults={'embedding_dim': 64, 'reg_weight': 1e-5},
     grid={'reg_weight': [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]},
 )
 class MFBPR(Recommender):
@@ -27,7 +24,8 @@ class MFBPR(Recommender):
         + \lVert \mathbf{E}_{I^-} \rVert_F\right)
 
     over the batch embeddings (MMRec's ``EmbLoss``), with Xavier-normal
-    initialisation.
+    initialisation. The graph is not used: :meth:`forward` takes it only for
+    the common interface (on a sampled subgraph, the rows of its nodes).
 
     Args:
         num_users (int): Number of users.
@@ -35,6 +33,8 @@ class MFBPR(Recommender):
         embedding_dim (int, optional): Embedding size. (default: :obj:`64`)
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-5`)
     """
+
+    supports_sampling = True
 
     def __init__(
         self,
@@ -50,19 +50,21 @@ class MFBPR(Recommender):
         self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
         self.reset_parameters()
 
-    @classmethod
-    def from_data(cls, data: HeteroData, **kwargs: Any) -> MFBPR:
-        return cls(data[USER].num_nodes, data[ITEM].num_nodes, **kwargs)
-
     def reset_parameters(self):
         torch.nn.init.xavier_normal_(self.user_emb.weight)
         torch.nn.init.xavier_normal_(self.item_emb.weight)
 
-    def forward(self) -> tuple[Tensor, Tensor]:
-        return self.user_emb.weight, self.item_emb.weight
+    def forward(self, data: HeteroData | None = None) -> tuple[Tensor, Tensor]:
+        if data is None:
+            return self.user_emb.weight, self.item_emb.weight
+        return (node_rows(self.user_emb.weight, data, USER),
+                node_rows(self.item_emb.weight, data, ITEM))
 
-    def loss(self, batch: Tensor) -> dict[str, Tensor]:
+    def loss(self, data: HeteroData | None, batch: Tensor) -> dict[str, Tensor]:
         users, pos, neg = batch
+        if data is not None:  # Local ids on a sampled subgraph.
+            users = global_index(users, data, USER)
+            pos, neg = global_index(pos, data, ITEM), global_index(neg, data, ITEM)
         u, p, n = self.user_emb(users), self.item_emb(pos), self.item_emb(neg)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * embedding_norm_loss(u, p, n)

@@ -1,12 +1,13 @@
 r"""MMSSL (Wei et al., WWW 2023) on the shared layers, with every defect of the
 release fixed by default and reproducible behind a named option (see the MMSSL
-section of ``docs/differences.md``)."""
+section of ``docs/differences.md``). Its discriminator and the state of its
+generated graphs are in :mod:`pyg_mentor.nn.models.mmssl_modules`."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,63 +17,21 @@ from torch_geometric.utils import coalesce, cumsum
 
 from pyg_mentor.nn.conv import BipartiteLightConv
 from pyg_mentor.nn.functional import bpr_loss, grace_nce
-from pyg_mentor.nn.models.base import Recommender, check_features, data_features, register_model
+from pyg_mentor.nn.models.base import (
+    Recommender,
+    check_feature_dims,
+    feature_dims,
+    item_features,
+    register_model,
+)
+from pyg_mentor.nn.models.lightgcn import user_item_edges
+from pyg_mentor.nn.models.mmssl_modules import Discriminator, GeneratedGraphs
 from pyg_mentor.typing import ITEM, RATES, USER
 
 #: The defects of the release that have an option (``release_<name>``), see
 #: :class:`MMSSL`.
 RELEASE_OPTIONS = ('graph_schedule', 'pairing', 'attention', 'discriminator',
                    'feature_layers')
-
-
-class Discriminator(torch.nn.Module):
-    r"""MMSSL's discriminator on user-item score rows :obj:`[N, I]`.
-
-    .. math::
-        D(\mathbf{x}) = 100 \cdot \sigma\big(\mathbf{W}_3\,
-        \mathrm{Drop}_{p_2}(\mathrm{BN}(\phi(\mathbf{W}_2\,
-        \mathrm{Drop}_{p_1}(\mathrm{BN}(\phi(\mathbf{W}_1 \mathbf{x}))))))\big)
-
-    with widths :math:`I \to I/4 \to I/8 \to 1`, :math:`\phi` a LeakyReLU,
-    Kaiming-normal weights and zero biases.
-
-    Args:
-        num_items (int): Input width :math:`I`.
-        dropout (tuple[float, float]): :math:`(p_1, p_2)`.
-            (default: :obj:`(0.31, 0.5)`)
-        negative_slope (float): Slope of :math:`\phi`; the release's
-            ``LeakyReLU(True)`` passes :obj:`True` as the slope, i.e. 1 (the
-            identity). (default: :obj:`0.01`)
-    """
-
-    def __init__(self, num_items: int, dropout: tuple[float, float] = (0.31, 0.5),
-                 negative_slope: float = 0.01):
-        super().__init__()
-        h1, h2 = max(num_items // 4, 1), max(num_items // 8, 1)
-        self.negative_slope = negative_slope
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(num_items, h1),
-            torch.nn.LeakyReLU(negative_slope),
-            torch.nn.BatchNorm1d(h1),
-            torch.nn.Dropout(dropout[0]),
-            torch.nn.Linear(h1, h2),
-            torch.nn.LeakyReLU(negative_slope),
-            torch.nn.BatchNorm1d(h2),
-            torch.nn.Dropout(dropout[1]),
-            torch.nn.Linear(h2, 1),
-        )
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        for layer in self.net:
-            if isinstance(layer, torch.nn.Linear):
-                torch.nn.init.kaiming_normal_(layer.weight)
-                torch.nn.init.zeros_(layer.bias)
-            elif isinstance(layer, torch.nn.BatchNorm1d):
-                layer.reset_parameters()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return 100 * torch.sigmoid(self.net(x)).view(-1)
 
 
 @dataclass
@@ -85,6 +44,16 @@ class MMSSLOutput:
     feat_item: dict[str, Tensor]  #: :math:`\mathbf{H}_i^m` [I, d].
     gen_user: dict[str, Tensor]  #: :math:`\mathbf{P}_u^m` [U, d].
     gen_item: dict[str, Tensor]  #: :math:`\mathbf{P}_i^m` [I, d].
+
+
+class NormalizedGraph(NamedTuple):
+    r"""A user-item graph ready to propagate on (see :func:`graph_weights`)."""
+
+    edge_index: Tensor  #: (user, item) pairs [2, E], coalesced.
+    flipped: Tensor  #: The same pairs as (item, user) [2, E].
+    w_ui: Tensor  #: Weights of the item-to-user messages [E].
+    w_iu: Tensor  #: Weights of the user-to-item messages [E].
+    rowptr: Tensor | None  #: CSR offsets over users [U + 1] (training graph).
 
 
 def graph_weights(edge_index: Tensor, weight: Tensor, num_users: int,
@@ -116,24 +85,17 @@ def graph_weights(edge_index: Tensor, weight: Tensor, num_users: int,
 
 @register_model(
     'mmssl',
+    # Training options of the release (parser.py, the active "baby" block); the
+    # model's own defaults are its signature's.
     defaults={
-        'embedding_dim': 64, 'num_layers': 2, 'num_feature_layers': 1,
-        'num_heads': 4, 'dropout': 0.2, 'model_cat_rate': 0.55,
-        'id_cat_rate': 0.36, 'emb_reg': 1e-5, 'feat_reg': 1e-5,
-        'cl_weight': 0.03, 'tau': 0.5, 'g_weight': 1e-4, 'd_lr': 3e-4,
-        'd_dropout1': 0.31, 'd_dropout2': 0.5, 'gp_weight': 0.3, 'real_data_tau': 0.005,
-        'ui_pre_scale': 100.0, 'log_log_scale': 1e-5, 'graph_period': 1,
-        'graph_topk_rate': 1e-4, 'decoupled_weight_decay': 0.01,
-        # Training options of the release (parser.py, the active "baby" block):
         'lr': 0.00055, 'batch_size': 1024, 'patience': 7, 'ks': [10, 20, 50],
         'valid_metric': 'recall@20', 'seed': 2022,
     },
 )
 class MMSSL(Recommender):
     r"""MMSSL: multi-modal self-supervised learning for recommendation
-    (Wei et al., WWW 2023), as the release computes it
-    (``shared/reference/MMSSL_AND_EVAL_PROTOCOL.md`` part A) with its defects
-    fixed by default.
+    (Wei et al., WWW 2023), as the release computes it, with its defects
+    fixed by default (every difference is listed in ``docs/differences.md``).
 
     For every modality :math:`m` (a loop over the dataset's features):
 
@@ -162,7 +124,7 @@ class MMSSL(Recommender):
     \mathrm{norm}(\mathbf{H}_u^m)`; scores :math:`\mathbf{u}^{*\top}_u
     \mathbf{i}^*_i`.
 
-    Training (:meth:`train_step`): a discriminator :math:`D` step with its own
+    Training (:meth:`train_step`): a discriminator :math:`D` step on its own
     Adam optimiser (WGAN-GP between the per-modality score rows
     :math:`\mathbf{Q}^m = \mathrm{rownorm}((1 - \mathbf{R}) \odot
     \mathbf{H}_u^m\mathbf{H}_i^{m\top})` and the Gumbel-softmax "real" rows
@@ -173,7 +135,18 @@ class MMSSL(Recommender):
         \mathcal{L}_{feat} + \lambda_{cl} \sum_m \mathrm{GRACE}(\mathbf{P}_u^m,
         \mathbf{u}^*) - \lambda_{G}\, \mathrm{mean}\, D([\mathbf{Q}^m]_m)
 
-    and the update of the generated graphs from the batch's :math:`\mathbf{Q}^m`.
+    on the release's AdamW, and the update of the generated graphs from the
+    batch's :math:`\mathbf{Q}^m`. Both optimisers come from
+    :meth:`configure_optimizers` and belong to the trainer.
+
+    The graph is an argument (:obj:`data`, layout of :mod:`pyg_mentor.typing`):
+    the training graph :math:`\mathbf{A}` is its user-item edges, the features
+    :math:`\mathbf{X}_m` its item features. The generated graphs
+    :math:`\mathbf{G}_m` are model state derived from the training graph and
+    the model's scores (:attr:`generated`, a
+    :class:`~pyg_mentor.nn.models.mmssl_modules.GeneratedGraphs` of buffers:
+    :meth:`to` moves them, :meth:`state_dict` carries them); they are set up on
+    the first call from its :obj:`data` (:meth:`reset_generated_graphs`).
 
     Fixed defects (each ``release_<name>`` option restores the release's
     behaviour; :obj:`release_compat=True` sets all of them):
@@ -184,7 +157,7 @@ class MMSSL(Recommender):
       :math:`k = \lfloor I \cdot r \rfloor`, 0 on Baby. Fixed: a per-user top-:math:`k`
       memory (:math:`k \ge 1`) refreshed for the batch users every batch and
       installed every :obj:`graph_period` batches; every user has :math:`k`
-      edges from the start (:meth:`refresh_graph`).
+      edges from the start (:meth:`reset_generated_graphs`).
     * ``pairing``: for :math:`k > 1` the release pairs the tiled user list with
       the row-major top-:math:`k` matrix (scrambled pairs).
     * ``attention``: the release sets :math:`\mathbf{K} = \mathbf{Q}` and
@@ -207,8 +180,8 @@ class MMSSL(Recommender):
     Args:
         num_users (int): Number of users.
         num_items (int): Number of items.
-        edge_index (torch.Tensor): Training pairs :obj:`[2, E]` (user, item).
-        features (Mapping[str, torch.Tensor]): Item features per modality.
+        feature_dims (Mapping[str, int]): The width :math:`d_m` of every
+            modality's item features :obj:`data['item'].x_<m>` (at least one).
         embedding_dim (int): :math:`d` (64).
         num_layers (int): ID-GCN layers (2, ``len(weight_size)``).
         num_feature_layers (int): Feature propagation rounds (1, ``layers``).
@@ -224,8 +197,8 @@ class MMSSL(Recommender):
         cl_weight (float): :math:`\lambda_{cl}` (0.03).
         tau (float): Contrastive temperature (0.5).
         g_weight (float): :math:`\lambda_G` (``G_rate``, 1e-4).
-        d_lr (float): Discriminator Adam learning rate, betas (0.5, 0.9)
-            (3e-4).
+        d_lr (float): Learning rate of the discriminator's Adam, betas
+            (0.5, 0.9) (3e-4).
         d_dropout1, d_dropout2 (float): Discriminator dropouts (0.31, 0.5).
         gp_weight (float): Gradient-penalty weight (``gp_rate`` 1 times the
             hard-coded 0.3).
@@ -236,10 +209,10 @@ class MMSSL(Recommender):
         graph_period (int): :math:`T`, batches between graph rebuilds (1).
         graph_topk_rate (float): :math:`r`, :math:`k = \lfloor I r \rfloor`
             (at least 1 unless ``release_graph_schedule``) (1e-4).
-        decoupled_weight_decay (float): AdamW-style decay
-            :math:`\theta \leftarrow \theta(1 - \eta\lambda)` applied to the
-            recommender's parameters before each optimiser step (the
-            release's AdamW default, 0.01).
+        decoupled_weight_decay (float): The weight decay of the recommender's
+            :class:`torch.optim.AdamW`, :math:`\theta \leftarrow \theta(1 -
+            \eta\lambda)` before each Adam update (the release's AdamW
+            default, 0.01).
         contrastive_chunk_size (int, optional): Anchors per chunk of the
             contrastive loss (1024).
         symmetric_norm (bool): LightGCN's symmetric normalisation of the
@@ -257,8 +230,7 @@ class MMSSL(Recommender):
         self,
         num_users: int,
         num_items: int,
-        edge_index: Tensor,
-        features: Mapping[str, Tensor],
+        feature_dims: Mapping[str, int],
         embedding_dim: int = 64,
         num_layers: int = 2,
         num_feature_layers: int = 1,
@@ -291,7 +263,8 @@ class MMSSL(Recommender):
         release_feature_layers: bool | None = None,
     ):
         super().__init__(num_users, num_items)
-        self.modalities = check_features('MMSSL', features, num_items)
+        self.modalities = check_feature_dims('MMSSL', feature_dims)
+        self.feature_dims = {m: feature_dims[m] for m in self.modalities}
         if embedding_dim % num_heads != 0:
             raise ValueError(f'embedding_dim ({embedding_dim}) must be divisible by '
                              f'num_heads ({num_heads})')
@@ -327,31 +300,20 @@ class MMSSL(Recommender):
         self.release = {k: release_compat if v is None else bool(v)
                         for k, v in flags.items()}
         k = int(num_items * graph_topk_rate)
-        self.topk = k if self.release['graph_schedule'] else max(k, 1)
-
-        # Training graph R: coalesced pairs, CSR over users for R[users] rows.
-        edge_index = coalesce(edge_index, num_nodes=max(num_users, num_items))
-        self.register_buffer('edge_index', edge_index, persistent=False)
-        self.register_buffer(
-            'rowptr', cumsum(torch.bincount(edge_index[0], minlength=num_users)),
-            persistent=False)
-        for name in self.modalities:
-            self.register_buffer(f'feat_{name}', features[name].float(),
-                                 persistent=False)
 
         self.user_emb = torch.nn.Parameter(torch.empty(num_users, embedding_dim))
         self.item_emb = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
         self.proj = torch.nn.ModuleDict({
-            m: torch.nn.Linear(features[m].size(1), embedding_dim)
+            m: torch.nn.Linear(self.feature_dims[m], embedding_dim)
             for m in self.modalities})
         self.dropout = torch.nn.Dropout(dropout)
         self.w_q = torch.nn.Parameter(torch.empty(embedding_dim, embedding_dim))
         self.w_k = torch.nn.Parameter(torch.empty(embedding_dim, embedding_dim))
         self.w_cat = torch.nn.Parameter(
             torch.empty(num_heads * embedding_dim, embedding_dim))
-        # Item -> user and user -> item propagation over the training graph
-        # (cached) and over each modality's generated graph (cache cleared
-        # whenever the graph is rebuilt).
+        # Item -> user and user -> item propagation over the training graph and
+        # over each modality's generated graph; each caches the adjacency of
+        # the graph it last saw.
         self.conv_ui = BipartiteLightConv(normalize=False, cached=True)
         self.conv_iu = BipartiteLightConv(normalize=False, cached=True)
         self.gen_ui = torch.nn.ModuleDict({
@@ -360,16 +322,30 @@ class MMSSL(Recommender):
             m: BipartiteLightConv(normalize=False, cached=True) for m in self.modalities})
         slope = 1.0 if self.release['discriminator'] else 0.01
         self.discriminator = Discriminator(num_items, (d_dropout1, d_dropout2), slope)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=d_lr,
-                                            betas=(0.5, 0.9))
+        #: The generated graphs :math:`\mathbf{G}_m` (model state, buffers).
+        self.generated = GeneratedGraphs(
+            self.modalities, num_users, num_items,
+            topk=k if self.release['graph_schedule'] else max(k, 1),
+            period=graph_period, release_schedule=self.release['graph_schedule'],
+            release_pairing=self.release['pairing'])
+        # Normalised graphs derived from `data` and from `generated`, cached
+        # on the identity (and version) of the tensors they are derived from.
+        self._derived: dict[str, tuple[tuple, NormalizedGraph]] = {}
         self.reset_parameters()
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> MMSSL:
         return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   data[RATES].edge_index, data_features('MMSSL', data), **kwargs)
+                   feature_dims('MMSSL', data), **kwargs)
+
+    @property
+    def topk(self) -> int:
+        r""":math:`k`, the items per user of the generated graphs."""
+        return self.generated.topk
 
     def reset_parameters(self):
+        r"""Re-initialises the parameters; the generated graphs are set up
+        again from the :obj:`data` of the next call."""
         torch.nn.init.xavier_uniform_(self.user_emb)
         torch.nn.init.xavier_uniform_(self.item_emb)
         for lin in self.proj.values():
@@ -378,80 +354,145 @@ class MMSSL(Recommender):
         for w in (self.w_q, self.w_k, self.w_cat):
             torch.nn.init.xavier_uniform_(w)
         self.discriminator.reset_parameters()
-        self.d_optimizer.state.clear()
-        self.conv_ui.reset_parameters()
-        self.conv_iu.reset_parameters()
-        self._epoch_batch = 0  # release schedule: batch index in the epoch
-        self._num_steps = 0  # fixed schedule: batches since the start
-        self._pending: dict[str, list[Tensor]] = {m: [] for m in self.modalities}
-        self._memory: dict[str, Tensor] = {}
-        self._graphs: dict[str, tuple[Tensor, Tensor]] = {}
-        if self.release['graph_schedule']:
-            # The release starts from the training graph.
-            ones = torch.ones(self.edge_index.size(1), device=self.edge_index.device)
-            for m in self.modalities:
-                self._install(m, self.edge_index, ones)
+        for conv in (self.conv_ui, self.conv_iu, *self.gen_ui.values(),
+                     *self.gen_iu.values()):
+            conv.reset_parameters()
+        self.generated.reset()
+        self._derived.clear()
+
+    def _apply(self, fn, recurse=True):
+        self._derived.clear()  # Rebuilt in the new dtype / on the new device.
+        return super()._apply(fn, recurse)
+
+    def check_sampling(self) -> None:
+        r"""MMSSL does not train on sampled subgraphs: its adversarial step
+        compares every batch user's scores over *all* items (rows of
+        :math:`\mathbf{R}` and :math:`\mathbf{H}_u^m\mathbf{H}_i^{m\top}`),
+        and its generated graphs :math:`\mathbf{G}_m` are each user's top-k
+        items of the whole catalogue, rebuilt from all-node representations;
+        neither is a function of a neighbourhood."""
+        raise ValueError(
+            "MMSSL does not support sampled training (sampler='neighbor'): its "
+            'discriminator compares each batch user\'s scores over all items and its '
+            "generated graphs are every user's top-k items of the whole catalogue, so "
+            'a step needs every item, not a neighbourhood; train it full-graph')
+
+    def configure_optimizers(self, lr: float,
+                             weight_decay: float = 0.0) -> list[torch.optim.Optimizer]:
+        r"""The recommender's :class:`torch.optim.AdamW` (the release's, with
+        :obj:`decoupled_weight_decay`) over every parameter but the
+        discriminator's, and the discriminator's
+        :class:`torch.optim.Adam` (:obj:`d_lr`, betas :obj:`(0.5, 0.9)`, the
+        release's ``optim_D``).
+
+        Args:
+            lr (float): The recommender's learning rate.
+            weight_decay (float): A coupled (L2) weight decay of the
+                recommender's optimiser instead of the decoupled one; only with
+                :obj:`decoupled_weight_decay=0`. (default: :obj:`0.0`)
+        """
+        recommender = [p for name, p in self.named_parameters()
+                       if not name.startswith('discriminator.')]
+        if weight_decay > 0 and self.decoupled_weight_decay > 0:
+            raise ValueError(
+                f'MMSSL decays its weights as the release does (AdamW, '
+                f'decoupled_weight_decay={self.decoupled_weight_decay}); a coupled '
+                f'weight_decay ({weight_decay}) needs decoupled_weight_decay=0')
+        if weight_decay > 0:
+            optimizer = torch.optim.Adam(recommender, lr=lr, weight_decay=weight_decay)
         else:
-            self.refresh_graph()
+            optimizer = torch.optim.AdamW(recommender, lr=lr,
+                                          weight_decay=self.decoupled_weight_decay)
+        d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr,
+                                       betas=(0.5, 0.9))
+        return [optimizer, d_optimizer]
 
     # Graphs ###################################################################
 
-    def _weights(self, edge_index: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-        return graph_weights(edge_index, weight, self.num_users, self.num_items,
-                             one_sided=not self.symmetric_norm)
+    def _cached(self, name: str, sources: Sequence[Tensor],
+                build: Callable[[], NormalizedGraph]) -> NormalizedGraph:
+        r""":obj:`build()`, reused while :obj:`sources` are the same tensor
+        objects, unmodified, and the model's dtype is the same."""
+        key = (*sources, *(t._version for t in sources), self.user_emb.dtype)
+        hit = self._derived.get(name)
+        if hit is not None and len(hit[0]) == len(key) and all(
+                a is b if isinstance(a, Tensor) else a == b
+                for a, b in zip(hit[0], key)):
+            return hit[1]
+        value = build()
+        self._derived[name] = (key, value)
+        return value
 
-    def _base_weights(self) -> tuple[Tensor, Tensor]:
-        ones = torch.ones(self.edge_index.size(1), device=self.edge_index.device,
-                          dtype=self.user_emb.dtype)
-        return self._weights(self.edge_index, ones)
+    def _normalize(self, edge_index: Tensor, weight: Tensor,
+                   rowptr: Tensor | None = None) -> NormalizedGraph:
+        w_ui, w_iu = graph_weights(edge_index, weight.to(self.user_emb.dtype),
+                                   self.num_users, self.num_items,
+                                   one_sided=not self.symmetric_norm)
+        return NormalizedGraph(edge_index, edge_index.flip(0), w_ui, w_iu, rowptr)
 
-    def _propagate_ui(self, x_item: Tensor) -> Tensor:
-        r""":math:`\hat{\mathbf{A}}\mathbf{x}`: items to users."""
-        w_ui, _ = self._base_weights() if self.conv_ui._cached_adj is None else (None, None)
-        return self.conv_ui((x_item, self.user_emb), self.edge_index.flip(0), w_ui,
-                            size=(self.num_items, self.num_users))
+    def training_graph(self, data: HeteroData) -> NormalizedGraph:
+        r"""The training graph :math:`\mathbf{R}` of :obj:`data` (its
+        ``('user', 'rates', 'item')`` pairs, coalesced), normalised, with CSR
+        offsets over users; cached while :obj:`data` holds the same
+        :obj:`edge_index`."""
+        edge_index = user_item_edges(data)[RATES]
 
-    def _propagate_iu(self, x_user: Tensor) -> Tensor:
-        r""":math:`\hat{\mathbf{A}}^{\top}\mathbf{x}`: users to items."""
-        _, w_iu = self._base_weights() if self.conv_iu._cached_adj is None else (None, None)
-        return self.conv_iu((x_user, self.item_emb), self.edge_index, w_iu,
-                            size=(self.num_users, self.num_items))
+        def build() -> NormalizedGraph:
+            pairs = coalesce(edge_index, num_nodes=max(self.num_users, self.num_items))
+            rowptr = cumsum(torch.bincount(pairs[0], minlength=self.num_users))
+            ones = torch.ones(pairs.size(1), device=pairs.device,
+                              dtype=self.user_emb.dtype)
+            return self._normalize(pairs, ones, rowptr)
 
-    def _install(self, m: str, edge_index: Tensor, weight: Tensor) -> None:
-        r"""Makes (user, item) pairs with weights (duplicates summed) the
-        generated graph of modality :obj:`m`."""
-        if edge_index.numel() > 0:
-            edge_index, weight = coalesce(edge_index, weight, reduce='sum',
-                                          num_nodes=max(self.num_users, self.num_items))
-        self._graphs[m] = (edge_index, weight)
-        self.gen_ui[m].reset_parameters()
-        self.gen_iu[m].reset_parameters()
+        return self._cached('train', (edge_index,), build)
 
-    def generated_graph(self, modality: str) -> tuple[Tensor, Tensor]:
-        r"""The current generated graph of a modality: coalesced (user, item)
-        pairs :obj:`[2, E]` and their multiplicities :obj:`[E]`."""
-        return self._graphs[modality]
+    def generated_graph(self, modality: str) -> NormalizedGraph:
+        r"""The current generated graph of a modality, normalised (cached
+        until it changes)."""
+        edge_index, weight = self.generated.graph(modality)
+        return self._cached(f'generated.{modality}', (edge_index, weight),
+                            lambda: self._normalize(edge_index, weight))
 
-    def _propagate_generated(self, m: str) -> tuple[Tensor, Tensor]:
-        edge_index, weight = self._graphs[m]
-        device = self.user_emb.device
-        if edge_index.numel() == 0:
-            return (self.user_emb.new_zeros(self.num_users, self.embedding_dim),
-                    self.item_emb.new_zeros(self.num_items, self.embedding_dim))
-        edge_index = edge_index.to(device)
-        w_ui = w_iu = None
-        if self.gen_ui[m]._cached_adj is None or self.gen_iu[m]._cached_adj is None:
-            w_ui, w_iu = self._weights(edge_index, weight.to(self.user_emb))
-        p_u = self.gen_ui[m]((self.item_emb, self.user_emb), edge_index.flip(0), w_ui,
-                             size=(self.num_items, self.num_users))
-        p_i = self.gen_iu[m]((self.user_emb, self.item_emb), edge_index, w_iu,
-                             size=(self.num_users, self.num_items))
-        return p_u, p_i
+    @torch.no_grad()
+    def reset_generated_graphs(self, data: HeteroData) -> None:
+        r"""Sets up the generated graphs from :obj:`data`: the release starts
+        from the training graph; the fixed schedule from every user's
+        top-:math:`k` items under every modality's scores
+        (:meth:`refresh_graph`). The first call of :meth:`forward`,
+        :meth:`loss` or :meth:`train_step` does it if it was not done."""
+        if self.release['graph_schedule']:
+            self.generated.start_from(self.training_graph(data).edge_index)
+        else:
+            self.refresh_graph(data)
 
-    def train_rows(self, users: Tensor) -> Tensor:
+    @torch.no_grad()
+    def refresh_graph(self, data: HeteroData, chunk_size: int = 1024) -> None:
+        r"""Recomputes every user's top-:math:`k` items under every modality's
+        masked scores :math:`\mathbf{Q}^m` on :obj:`data` (in eval mode) and
+        installs the graphs (fixed schedule only)."""
+        if self.release['graph_schedule']:
+            raise RuntimeError('refresh_graph() is not part of the release schedule')
+        graph = self.training_graph(data)
+        was_training = self.training
+        self.eval()
+        feat_user, feat_item = self._feature_branch(data, graph)
+        self.train(was_training)
+        users = torch.arange(self.num_users, device=self.user_emb.device)
+        top = {}
+        for m in self.modalities:
+            tops = []
+            for start in range(0, self.num_users, chunk_size):
+                batch = users[start:start + chunk_size]
+                scores = self.masked_scores(feat_user[m][batch], feat_item[m],
+                                            self.train_rows(graph, batch))
+                tops.append(self.generated.topk_items(scores))
+            top[m] = torch.cat(tops)
+        self.generated.refresh(top)
+
+    def train_rows(self, graph: NormalizedGraph, users: Tensor) -> Tensor:
         r"""The dense training rows :math:`\mathbf{R}[\mathrm{users}]`
-        :obj:`[B, I]` (0/1)."""
-        rowptr = self.rowptr
+        :obj:`[B, I]` (0/1) of the :meth:`training_graph`."""
+        rowptr = graph.rowptr
         count = rowptr[users + 1] - rowptr[users]
         row = torch.arange(users.numel(), device=users.device).repeat_interleave(count)
         start = cumsum(count)[:-1].repeat_interleave(count)
@@ -459,7 +500,7 @@ class MMSSL(Recommender):
             torch.arange(row.numel(), device=users.device) - start)
         out = torch.zeros(users.numel(), self.num_items, device=users.device,
                           dtype=self.user_emb.dtype)
-        out[row, self.edge_index[1, pos]] = 1.0
+        out[row, graph.edge_index[1, pos]] = 1.0
         return out
 
     @staticmethod
@@ -468,109 +509,47 @@ class MMSSL(Recommender):
         \odot \mathbf{U}_B\mathbf{I}^{\top})` (training items become 0)."""
         return F.normalize((user @ item.t()) * (1 - train_rows), dim=1)
 
-    @torch.no_grad()
-    def refresh_graph(self, chunk_size: int = 1024) -> None:
-        r"""Recomputes every user's top-:math:`k` items under every modality's
-        scores and installs the graphs (fixed schedule only)."""
-        if self.release['graph_schedule']:
-            raise RuntimeError('refresh_graph() is not part of the release schedule')
-        was_training = self.training
-        self.eval()
-        feat_user, feat_item = self._feature_branch()
-        self.train(was_training)
-        users = torch.arange(self.num_users, device=self.user_emb.device)
-        for m in self.modalities:
-            tops = []
-            for start in range(0, self.num_users, chunk_size):
-                batch = users[start:start + chunk_size]
-                scores = self.masked_scores(feat_user[m][batch], feat_item[m],
-                                            self.train_rows(batch))
-                tops.append(self._topk(scores))
-            self._memory[m] = torch.cat(tops)
-            self._install_memory(m)
-
-    def _topk(self, scores: Tensor) -> Tensor:
-        top = scores.topk(min(self.topk, self.num_items), dim=1).indices
-        if self.release['pairing'] and top.size(1) > 1:
-            # The release pairs tile(users, k) with the row-major top-k: pair j
-            # is (users[j mod B], top.flatten()[j]), i.e. user b gets
-            # top.flatten()[b + B c], c < k.
-            top = top.flatten().view(top.size(1), top.size(0)).t()
-        return top
-
-    def _install_memory(self, m: str) -> None:
-        top = self._memory[m]
-        users = torch.arange(self.num_users, device=top.device)
-        edge_index = torch.stack([users.repeat_interleave(top.size(1)), top.flatten()])
-        self._install(m, edge_index, torch.ones(edge_index.size(1), device=top.device))
-
-    @torch.no_grad()
-    def update_graph(self, users: Tensor, scores: Mapping[str, Tensor]) -> None:
-        r"""Updates the generated graphs after a training batch.
-
-        Args:
-            users (torch.Tensor): The batch's distinct users :obj:`[B]`.
-            scores (Mapping[str, torch.Tensor]): Per modality, the masked
-                feature-branch scores :math:`\mathbf{Q}^m` :obj:`[B, I]`.
-        """
-        if not self.release['graph_schedule']:
-            for m in self.modalities:
-                self._memory[m][users] = self._topk(scores[m])
-            self._num_steps += 1
-            if self._num_steps % self.graph_period == 0:
-                for m in self.modalities:
-                    self._install_memory(m)
-            return
-        # The release: accumulate on batches idx % T != 0 or idx == 0, else
-        # rebuild from the accumulated pairs only (possibly none).
-        idx = self._epoch_batch
-        self._epoch_batch += 1
-        for m in self.modalities:
-            if idx % self.graph_period != 0 or idx == 0:
-                if self.topk > 0:
-                    top = self._topk(scores[m])
-                    self._pending[m].append(torch.stack(
-                        [users.repeat_interleave(top.size(1)), top.flatten()]))
-            else:
-                pairs = self._pending[m]
-                edge_index = (torch.cat(pairs, dim=1) if pairs else
-                              users.new_empty(2, 0))
-                self._install(m, edge_index,
-                              torch.ones(edge_index.size(1), device=users.device))
-                self._pending[m] = []
-
-    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
-        self._epoch_batch = 0
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {
-            'graphs': dict(self._graphs), 'memory': dict(self._memory),
-            'pending': {m: list(v) for m, v in self._pending.items()},
-            'epoch_batch': self._epoch_batch, 'num_steps': self._num_steps,
-            'd_optimizer': self.d_optimizer.state_dict(),
-        }
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self._memory = dict(state['memory'])
-        self._pending = {m: list(v) for m, v in state['pending'].items()}
-        self._epoch_batch = state['epoch_batch']
-        self._num_steps = state['num_steps']
-        self.d_optimizer.load_state_dict(state['d_optimizer'])
-        for m, (edge_index, weight) in state['graphs'].items():
-            self._graphs[m] = (edge_index, weight)
-            self.gen_ui[m].reset_parameters()
-            self.gen_iu[m].reset_parameters()
+    def on_epoch_start(self, data: HeteroData, epoch: int,
+                       generator: torch.Generator) -> HeteroData:
+        r"""Restarts the release schedule's batch count; trains on
+        :obj:`data` itself."""
+        self.generated.start_epoch()
+        return data
 
     # Forward ##################################################################
 
-    def _feature_branch(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def _propagate_ui(self, graph: NormalizedGraph, x_item: Tensor) -> Tensor:
+        r""":math:`\hat{\mathbf{A}}\mathbf{x}`: items to users."""
+        return self.conv_ui((x_item, self.user_emb), graph.flipped, graph.w_ui,
+                            size=(self.num_items, self.num_users))
+
+    def _propagate_iu(self, graph: NormalizedGraph, x_user: Tensor) -> Tensor:
+        r""":math:`\hat{\mathbf{A}}^{\top}\mathbf{x}`: users to items."""
+        return self.conv_iu((x_user, self.item_emb), graph.edge_index, graph.w_iu,
+                            size=(self.num_users, self.num_items))
+
+    def _propagate_generated(self, m: str) -> tuple[Tensor, Tensor]:
+        graph = self.generated_graph(m)
+        if graph.edge_index.numel() == 0:
+            return (self.user_emb.new_zeros(self.num_users, self.embedding_dim),
+                    self.item_emb.new_zeros(self.num_items, self.embedding_dim))
+        p_u = self.gen_ui[m]((self.item_emb, self.user_emb), graph.flipped, graph.w_ui,
+                             size=(self.num_items, self.num_users))
+        p_i = self.gen_iu[m]((self.user_emb, self.item_emb), graph.edge_index,
+                             graph.w_iu, size=(self.num_users, self.num_items))
+        return p_u, p_i
+
+    def _feature_branch(self, data: HeteroData, graph: NormalizedGraph,
+                        ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        features = item_features('MMSSL', data, self.feature_dims, self.num_items)
         feat_user, feat_item = {}, {}
         for m in self.modalities:
-            f = self.dropout(self.proj[m](getattr(self, f'feat_{m}')))
+            f = self.dropout(self.proj[m](features[m].to(self.user_emb.dtype)))
             h_item = f
             for _ in range(self.num_feature_layers):
-                h_user = self._propagate_ui(f if self.release['feature_layers'] else h_item)
-                h_item = self._propagate_iu(h_user)
+                h_user = self._propagate_ui(
+                    graph, f if self.release['feature_layers'] else h_item)
+                h_item = self._propagate_iu(graph, h_user)
             feat_user[m], feat_item[m] = h_user, h_item
         return feat_user, feat_item
 
@@ -595,9 +574,13 @@ class MMSSL(Recommender):
         z = torch.einsum('hnab,bnd->anhd', att, x).reshape(num_mod, n, h * d)
         return z @ self.w_cat
 
-    def embed(self) -> MMSSLOutput:
-        r"""One forward pass; see :class:`MMSSLOutput`."""
-        feat_user, feat_item = self._feature_branch()
+    def embed(self, data: HeteroData) -> MMSSLOutput:
+        r"""One forward pass on the graph of :obj:`data`; see
+        :class:`MMSSLOutput`."""
+        if not self.generated.initialized:
+            self.reset_generated_graphs(data)
+        graph = self.training_graph(data)
+        feat_user, feat_item = self._feature_branch(data, graph)
         gen_user, gen_item = {}, {}
         for m in self.modalities:
             gen_user[m], gen_item[m] = self._propagate_generated(m)
@@ -608,9 +591,9 @@ class MMSSL(Recommender):
         users, items = [user], [item]
         for layer in range(self.num_layers):
             last = layer == self.num_layers - 1
-            user = self._propagate_ui(item)
+            user = self._propagate_ui(graph, item)
             user = user.softmax(dim=1) if last else user
-            item = self._propagate_iu(user)
+            item = self._propagate_iu(graph, user)
             item = item.softmax(dim=1) if last else item
             users.append(user)
             items.append(item)
@@ -621,8 +604,8 @@ class MMSSL(Recommender):
             item = item + self.model_cat_rate * F.normalize(feat_item[m], dim=1)
         return MMSSLOutput(user, item, feat_user, feat_item, gen_user, gen_item)
 
-    def forward(self) -> tuple[Tensor, Tensor]:
-        out = self.embed()
+    def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        out = self.embed(data)
         return out.user, out.item
 
     # Losses ###################################################################
@@ -647,12 +630,13 @@ class MMSSL(Recommender):
         grad, = torch.autograd.grad(out.sum(), x, create_graph=True)
         return (grad.norm(2, dim=1) - 1).square().mean()
 
-    def discriminator_loss(self, users: Tensor) -> Tensor:
+    def discriminator_loss(self, data: HeteroData, users: Tensor) -> Tensor:
         r"""The discriminator's WGAN-GP loss for distinct batch users (one
-        forward of the recommender without gradients, in the current mode)."""
+        forward of the recommender on :obj:`data` without gradients, in the
+        current mode)."""
         with torch.no_grad():
-            out = self.embed()
-            rows = self.train_rows(users)
+            out = self.embed(data)
+            rows = self.train_rows(self.training_graph(data), users)
             fused = self.masked_scores(out.user[users], out.item, rows)
             fake = torch.cat([self.masked_scores(out.feat_user[m][users],
                                                  out.feat_item[m], rows)
@@ -662,10 +646,10 @@ class MMSSL(Recommender):
         return (-d(real).mean() + d(fake).mean()
                 + self.gp_weight * self.gradient_penalty(real, fake))
 
-    def _generator_terms(self, batch: Tensor) -> tuple[dict[str, Tensor], Tensor,
-                                                        dict[str, Tensor]]:
+    def _generator_terms(self, data: HeteroData, batch: Tensor,
+                         ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
         users, pos, neg = batch
-        out = self.embed()
+        out = self.embed(data)
         u, i_pos, i_neg = out.user[users], out.item[pos], out.item[neg]
         bpr = bpr_loss((u * i_pos).sum(-1), (u * i_neg).sum(-1))
         emb = self.emb_reg * 0.5 * (u.square().sum() + i_pos.square().sum()
@@ -674,7 +658,7 @@ class MMSSL(Recommender):
             out.feat_user[m].square().sum() + out.feat_item[m].square().sum()
             for m in self.modalities) / self.num_items
         distinct = users.unique()
-        rows = self.train_rows(distinct)
+        rows = self.train_rows(self.training_graph(data), distinct)
         gen = {m: self.masked_scores(out.feat_user[m][distinct], out.feat_item[m], rows)
                for m in self.modalities}
         adv = -self.discriminator(torch.cat(list(gen.values()))).mean()
@@ -686,27 +670,39 @@ class MMSSL(Recommender):
                  'adv': adv}
         return terms, distinct, {m: s.detach() for m, s in gen.items()}
 
-    def loss(self, batch: Tensor) -> dict[str, Tensor]:
-        r"""The recommender (generator) loss of a batch :obj:`[3, B]`, without
-        the discriminator step or the graph update (see :meth:`train_step`)."""
-        return self._generator_terms(batch)[0]
+    def loss(self, data: HeteroData, batch: Tensor) -> dict[str, Tensor]:
+        r"""The recommender (generator) loss of a batch :obj:`[3, B]` on
+        :obj:`data`, without the discriminator step or the graph update (see
+        :meth:`train_step`)."""
+        return self._generator_terms(data, batch)[0]
 
-    def train_step(self, batch: Tensor,
-                   optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
-        r"""The release's iteration: a discriminator step on its own Adam
-        optimiser, the recommender step (with decoupled weight decay; the
-        discriminator's gradients from the adversarial term are dropped) and
-        the update of the generated graphs."""
+    def train_step(self, data: HeteroData, batch: Tensor,
+                   optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, Tensor]:
+        r"""The release's iteration: a discriminator step on
+        :obj:`optimizers[1]`, the recommender step on :obj:`optimizers[0]`
+        (the discriminator's gradients from the adversarial term are dropped)
+        and the update of the generated graphs.
+
+        Args:
+            data (HeteroData): The training graph.
+            batch (torch.Tensor): :obj:`[3, B]` (user, positive, negative) rows.
+            optimizers (Sequence[torch.optim.Optimizer]): The recommender's and
+                the discriminator's optimisers (:meth:`configure_optimizers`).
+        """
+        if len(optimizers) != 2:
+            raise ValueError('MMSSL.train_step needs the two optimisers of '
+                             f'configure_optimizers(), got {len(optimizers)}')
+        optimizer, d_optimizer = optimizers
         distinct = batch[0].unique()
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss = self.discriminator_loss(distinct)
+        d_optimizer.zero_grad(set_to_none=True)
+        d_loss = self.discriminator_loss(data, distinct)
         if not torch.isfinite(d_loss):
             return {'loss': d_loss.detach(), 'disc': d_loss.detach()}
         # Only the discriminator's weights: the gradient penalty's interpolated
         # input is a leaf that requires grad, whose own gradient is not used.
         d_loss.backward(inputs=[p for p in self.discriminator.parameters()
                                 if p.requires_grad])
-        self.d_optimizer.step()
+        d_optimizer.step()
 
         optimizer.zero_grad(set_to_none=True)
         # The release drops the discriminator's gradients of the recommender
@@ -716,7 +712,7 @@ class MMSSL(Recommender):
         for p in frozen:
             p.requires_grad_(False)
         try:
-            terms, distinct, gen = self._generator_terms(batch)
+            terms, distinct, gen = self._generator_terms(data, batch)
             terms['disc'] = d_loss.detach()
             if not torch.isfinite(terms['loss']):
                 return terms
@@ -724,14 +720,8 @@ class MMSSL(Recommender):
         finally:
             for p in frozen:
                 p.requires_grad_(True)
-        if self.decoupled_weight_decay > 0:
-            with torch.no_grad():
-                for group in optimizer.param_groups:
-                    for p in group['params']:
-                        if p.grad is not None:
-                            p.mul_(1 - group['lr'] * self.decoupled_weight_decay)
         optimizer.step()
-        self.update_graph(distinct, gen)
+        self.generated.update(distinct, gen)
         return {k: v.detach() for k, v in terms.items()}
 
     def __repr__(self) -> str:

@@ -8,7 +8,15 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_mentor.nn.functional import bpr_loss, embedding_norm_loss
-from pyg_mentor.nn.models.base import Recommender, check_features, data_features, register_model
+from pyg_mentor.nn.models.base import (
+    Recommender,
+    check_feature_dims,
+    feature_dims,
+    global_index,
+    item_features,
+    node_rows,
+    register_model,
+)
 from pyg_mentor.typing import ITEM, USER
 
 
@@ -16,7 +24,7 @@ from pyg_mentor.typing import ITEM, USER
 # pick within it (untuned).
 @register_model(
     'vbpr',
-    defaults={'embedding_dim': 64, 'reg_weight': 1e-3, 'lr': 1e-3},
+    defaults={'lr': 1e-3},
     grid={'reg_weight': [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]},
 )
 class VBPR(Recommender):
@@ -51,37 +59,37 @@ class VBPR(Recommender):
     Args:
         num_users (int): Number of users.
         num_items (int): Number of items.
-        features (Mapping[str, torch.Tensor]): Item features
-            :obj:`[num_items, d_m]` per modality (at least one).
+        feature_dims (Mapping[str, int]): The width :math:`d_m` of every
+            modality's item features :obj:`data['item'].x_<m>` (at least one).
         embedding_dim (int, optional): :math:`d`. (default: :obj:`64`)
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-3`)
     """
 
     multimodal = True
+    supports_sampling = True
 
     def __init__(
         self,
         num_users: int,
         num_items: int,
-        features: Mapping[str, Tensor],
+        feature_dims: Mapping[str, int],
         embedding_dim: int = 64,
         reg_weight: float = 1e-3,
     ):
         super().__init__(num_users, num_items)
-        self.modalities = check_features('VBPR', features, num_items)
+        self.modalities = check_feature_dims('VBPR', feature_dims)
+        self.feature_dims = {m: feature_dims[m] for m in self.modalities}
         self.embedding_dim = embedding_dim
         self.reg_weight = reg_weight
-        x = torch.cat([features[m].float() for m in self.modalities], dim=-1)
-        self.register_buffer('features', x, persistent=False)
         self.user_emb = torch.nn.Parameter(torch.empty(num_users, 2 * embedding_dim))
         self.item_emb = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
-        self.item_linear = torch.nn.Linear(x.size(1), embedding_dim)
+        self.item_linear = torch.nn.Linear(sum(self.feature_dims.values()), embedding_dim)
         self.reset_parameters()
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> VBPR:
         return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   data_features('VBPR', data), **kwargs)
+                   feature_dims('VBPR', data), **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_emb)
@@ -89,22 +97,28 @@ class VBPR(Recommender):
         torch.nn.init.xavier_normal_(self.item_linear.weight)
         torch.nn.init.zeros_(self.item_linear.bias)
 
-    def item_embedding(self, items: Tensor | None = None) -> Tensor:
+    def item_embedding(self, data: HeteroData, items: Tensor | None = None) -> Tensor:
         r"""The item representations :math:`\mathbf{e}_i` :obj:`[N, 2d]` of
-        :obj:`items` (all items if :obj:`None`)."""
+        :obj:`items` (all items of :obj:`data` if :obj:`None`; ids of
+        :obj:`data`, local on a sampled subgraph), from the features of
+        :obj:`data`."""
+        features = item_features('VBPR', data, self.feature_dims, self.num_items)
+        x = [features[m] for m in self.modalities]
         if items is None:
-            return torch.cat([self.item_emb, self.item_linear(self.features)], -1)
-        return torch.cat([self.item_emb[items],
-                          self.item_linear(self.features[items])], -1)
+            return torch.cat([node_rows(self.item_emb, data, ITEM),
+                              self.item_linear(torch.cat(x, -1).to(self.item_emb.dtype))], -1)
+        x = torch.cat([f[items] for f in x], -1).to(self.item_emb.dtype)
+        return torch.cat([self.item_emb[global_index(items, data, ITEM)],
+                          self.item_linear(x)], -1)
 
-    def forward(self) -> tuple[Tensor, Tensor]:
-        return self.user_emb, self.item_embedding()
+    def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        return node_rows(self.user_emb, data, USER), self.item_embedding(data)
 
-    def loss(self, batch: Tensor) -> dict[str, Tensor]:
+    def loss(self, data: HeteroData, batch: Tensor) -> dict[str, Tensor]:
         users, pos, neg = batch
         items, inverse = torch.cat([pos, neg]).unique(return_inverse=True)
-        item = self.item_embedding(items)
-        u = self.user_emb[users]
+        item = self.item_embedding(data, items)
+        u = self.user_emb[global_index(users, data, USER)]
         p, n = item[inverse[:pos.numel()]], item[inverse[pos.numel():]]
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * embedding_norm_loss(u, p, n)

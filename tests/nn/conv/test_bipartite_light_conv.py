@@ -120,17 +120,30 @@ def test_sparse_tensor_input():
                           conv((x_src, x_dst), edge_index), atol=1e-6)
 
 
-def test_cache_is_kept_and_reset():
+def test_cache_is_kept_for_the_same_graph_and_rebuilt_for_another():
     edge_index = random_bipartite()
     conv = BipartiteLightConv(cached=True)
     x = (torch.randn(7, 3), torch.randn(5, 3))
+    dense = dense_norm_adj(edge_index, 7, 5).float()[7:, :7]  # item <- user block
     first = conv(x, edge_index)
-    # With the cache, another edge_index is ignored, as in GCNConv(cached=True).
-    assert torch.allclose(conv(x, edge_index[:, :3]), first)
+    assert torch.allclose(first, dense @ x[0], atol=1e-6)
+    adj = conv._cached_adj[0]
+    assert torch.allclose(conv(x, edge_index), first) and conv._cached_adj[0] is adj
+    # Another graph (a view, a subgraph) is never propagated with the cached
+    # adjacency: it is rebuilt from the new tensor and cached in its place.
+    sub = edge_index[:, :3].clone()
+    dense_sub = dense_norm_adj(sub, 7, 5).float()[7:, :7]
+    assert torch.allclose(conv(x, sub), dense_sub @ x[0], atol=1e-6)
+    assert conv._cached_adj[0] is not adj
+    # So is the same tensor modified in place.
+    sub[1, 0] = (sub[1, 0] + 1) % 5
+    dense_sub = dense_norm_adj(sub, 7, 5).float()[7:, :7]
+    assert torch.allclose(conv(x, sub), dense_sub @ x[0], atol=1e-6)
+    # And inputs of other sizes.
+    x8 = (torch.randn(8, 3), torch.randn(5, 3))
+    assert torch.allclose(conv(x8, edge_index), dense @ x8[0][:7], atol=1e-6)
     conv.reset_parameters()
-    assert not torch.allclose(conv(x, edge_index[:, :3]), first)
-    with pytest.raises(ValueError, match='does not fit'):
-        conv((torch.randn(8, 3), torch.randn(5, 3)), edge_index)
+    assert conv._cached_adj is None
 
 
 def test_repr_and_is_message_passing():

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pyg_mentor.datasets import user_item_data
 from pyg_mentor.nn.models import FREEDOM, get_model_spec
 
 U, I, D = 6, 5, 4  # noqa: E741
@@ -26,7 +27,8 @@ def make_model(num_modalities=2, **kwargs):
     features, graph = tiny_inputs(num_modalities)
     torch.manual_seed(0)
     kwargs = {'embedding_dim': D, **kwargs}
-    return FREEDOM(U, I, EDGES, features, graph, **kwargs), features, graph
+    data = user_item_data(U, I, EDGES, features, graph)
+    return FREEDOM.from_data(data, **kwargs), data, features, graph
 
 
 def dense_forward(model, edge_index, graph, num_layers=2):
@@ -49,56 +51,58 @@ def dense_forward(model, edge_index, graph, num_layers=2):
 
 
 @pytest.mark.parametrize('num_modalities', [1, 2, 3])
-def test_eval_forward_uses_the_full_graph(num_modalities):
-    model, _, graph = make_model(num_modalities)
-    model.train()
-    model.resample_graph(torch.Generator().manual_seed(0))
+def test_forward_and_scores_on_the_given_graph(num_modalities):
+    model, data, _, graph = make_model(num_modalities)
     model.eval()
-    user, item = model()
+    user, item = model(data)
     exp_user, exp_item = dense_forward(model, EDGES, graph)
     assert torch.allclose(user.double(), exp_user, atol=1e-6)
     assert torch.allclose(item.double(), exp_item, atol=1e-6)
-    scores = model.scorer()(torch.tensor([4, 0]))
+    scores = model.scorer(data)(torch.tensor([4, 0]))
     assert torch.allclose(scores.double(), exp_user[[4, 0]] @ exp_item.t(), atol=1e-6)
 
 
-def test_train_forward_uses_the_current_pruned_graph():
-    model, _, graph = make_model(dropout=0.5)
-    model.train()
+def test_epochs_train_on_a_fresh_pruned_view():
+    model, data, _, graph = make_model(dropout=0.5)
     full_user, _ = dense_forward(model, EDGES, graph)
     for seed in (0, 1, 2):  # resampled graphs must not be served from a stale cache
-        model.on_epoch_start(seed, torch.Generator().manual_seed(seed))
-        pruned = model.pruned_edge_index
+        view = model.on_epoch_start(data, seed, torch.Generator().manual_seed(seed))
+        pruned = view['user', 'rates', 'item'].edge_index
         assert pruned.size(1) == int(EDGES.size(1) * 0.5)
+        assert torch.equal(view['item', 'rated_by', 'user'].edge_index.sort(dim=1)[0],
+                           pruned.flip(0).sort(dim=1)[0])
         kept = set(map(tuple, pruned.t().tolist()))
         assert kept <= set(map(tuple, EDGES.t().tolist())) and len(kept) == pruned.size(1)
-        user, item = model()
+        user, item = model(view)
         exp_user, exp_item = dense_forward(model, pruned, graph)
         assert torch.allclose(user.double(), exp_user, atol=1e-6)
         assert torch.allclose(item.double(), exp_item, atol=1e-6)
         assert not torch.allclose(user.double(), full_user, atol=1e-4)
-    # Same generator state, same graph (reproducible epochs).
-    model.on_epoch_start(0, torch.Generator().manual_seed(7))
-    first = model.pruned_edge_index.clone()
-    model.on_epoch_start(0, torch.Generator().manual_seed(7))
-    assert torch.equal(first, model.pruned_edge_index)
+        # The full graph right after a view is not served from its cache.
+        assert torch.allclose(model(data)[0].double(), full_user, atol=1e-6)
+    # Same generator state, same graph (reproducible epochs); the data is untouched.
+    first = model.on_epoch_start(data, 0, torch.Generator().manual_seed(7))
+    again = model.on_epoch_start(data, 0, torch.Generator().manual_seed(7))
+    assert torch.equal(first['user', 'rates', 'item'].edge_index,
+                       again['user', 'rates', 'item'].edge_index)
+    assert torch.equal(data['user', 'rates', 'item'].edge_index, EDGES)
 
 
 def test_no_dropout_trains_on_the_full_graph():
-    model, _, graph = make_model(dropout=0.0)
-    model.train()
-    user, _ = model()
+    model, data, _, graph = make_model(dropout=0.0)
+    view = model.on_epoch_start(data, 0, torch.Generator().manual_seed(0))
+    assert view is data
+    user, _ = model(view)
     assert torch.allclose(user.double(), dense_forward(model, EDGES, graph)[0], atol=1e-6)
 
 
 @pytest.mark.parametrize('num_modalities', [1, 2])
 def test_loss_equals_dense(num_modalities):
-    model, features, graph = make_model(num_modalities, reg_weight=0.3)
-    model.train()
-    model.resample_graph(torch.Generator().manual_seed(3))
+    model, data, features, graph = make_model(num_modalities, reg_weight=0.3)
+    view = model.on_epoch_start(data, 0, torch.Generator().manual_seed(3))
     batch = torch.tensor([[0, 5, 5], [1, 3, 0], [4, 4, 2]])  # repeated items
-    terms = model.loss(batch)
-    user, item = dense_forward(model, model.pruned_edge_index, graph)
+    terms = model.loss(view, batch)
+    user, item = dense_forward(model, view['user', 'rates', 'item'].edge_index, graph)
     u = user[batch[0]]
 
     def bpr(p, n):
@@ -121,11 +125,11 @@ def test_loss_equals_dense(num_modalities):
 
 
 def test_trainable_feature_copies_as_mmrec():
-    model, features, _ = make_model(reg_weight=0.1)
+    model, data, features, _ = make_model(reg_weight=0.1)
     assert not any(k.startswith('feat_') for k, _ in model.named_parameters())
     assert not any(k.startswith('feat_') for k in model.state_dict())
-    model, features, _ = make_model(reg_weight=0.1, train_features=True)
-    model.loss(torch.tensor([[0], [1], [2]]))['loss'].backward()
+    model, data, features, _ = make_model(reg_weight=0.1, train_features=True)
+    model.loss(data, torch.tensor([[0], [1], [2]]))['loss'].backward()
     grad = model.feat_text.grad
     assert grad[[1, 2]].abs().sum() > 0 and grad[[0, 3, 4]].abs().sum() == 0
     assert torch.equal(model.feat_text.detach(), features['text'])  # a copy
@@ -137,25 +141,30 @@ def test_registry_and_clear_errors():
     assert spec.cls is FREEDOM and FREEDOM.multimodal
     assert spec.grid == {'dropout': [0.8, 0.9], 'reg_weight': [0.0, 1e-5, 1e-4, 1e-3]}
     for key, value in {'embedding_dim': 64, 'num_layers': 2, 'num_mm_layers': 1,
-                       'knn_k': 10, 'mm_image_weight': 0.1, 'lr': 1e-3}.items():
-        assert spec.defaults[key] == value
-    features, graph = tiny_inputs()
+                       'dropout': 0.8, 'reg_weight': 1e-4}.items():
+        assert spec.model_defaults[key] == value
+    assert spec.defaults == {'lr': 1e-3}
     with pytest.raises(ValueError, match='at least one modality'):
-        FREEDOM(U, I, EDGES, {}, graph)
+        FREEDOM(U, I, {})
     with pytest.raises(ValueError, match='dropout'):
-        FREEDOM(U, I, EDGES, features, graph, dropout=1.0)
+        FREEDOM(U, I, {'text': 3}, dropout=1.0)
 
 
-def test_from_data_builds_the_frozen_item_graph_with_faiss():
+def test_from_data_takes_the_frozen_item_graph_prepared_with_faiss():
+    from pyg_mentor.config import DataConfig
+    from pyg_mentor.datasets.load import prepare_data
     from pyg_mentor.datasets.synthetic import make_planted
 
-    data = make_planted(num_users=60, num_items=30, seed=0)
-    model = FREEDOM.from_data(data, embedding_dim=8, knn_k=3)
+    data = prepare_data(make_planted(num_users=60, num_items=30, seed=0),
+                        DataConfig(knn_k=3), item_graph=True)
+    model = FREEDOM.from_data(data, embedding_dim=8)
     assert model.modalities == ['image', 'text']
     # Every item receives k edges from each modality graph, weights 0.1/k and
     # 0.9/k (summed where both hold the edge): rows sum to 1.
-    row_sum = torch.zeros(30).index_add_(0, model.item_graph_index[1], model.item_graph_weight)
+    graph = data['item', 'similar', 'item']
+    row_sum = torch.zeros(30).index_add_(0, graph.edge_index[1], graph.edge_weight)
     assert torch.allclose(row_sum, torch.ones(30), atol=1e-6)
+    assert torch.isfinite(model(data)[1]).all()
     del data['item'].x_image, data['item'].x_text
     with pytest.raises(ValueError, match='surrogate-features'):
         FREEDOM.from_data(data)

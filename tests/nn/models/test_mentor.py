@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pyg_mentor.datasets import user_item_data
 from pyg_mentor.nn.models import MENTOR
 
 U, I, D = 6, 5, 4  # noqa: E741  (users, items, width)
@@ -83,20 +84,21 @@ def make_model(num_modalities=2, **kwargs):
     edge_index, features, graph = tiny_inputs(num_modalities)
     torch.manual_seed(0)
     kwargs = {'embedding_dim': D, 'noise_eps': 0.0, 'dropout': 0.0, **kwargs}
-    model = MENTOR(U, I, edge_index, features, graph, **kwargs)
-    return model, edge_index, features, graph
+    dims = {m: x.size(1) for m, x in features.items()}
+    model = MENTOR(U, I, dims, **kwargs)
+    return model, user_item_data(U, I, edge_index, features, graph), edge_index, features, graph
 
 
 @pytest.mark.parametrize('num_modalities', [1, 2, 3])
 def test_forward_equals_dense_rederivation(num_modalities):
-    model, edge_index, features, graph = make_model(num_modalities)
+    model, data, edge_index, features, graph = make_model(num_modalities)
     assert len(model.encoders) == 1 + 3 * num_modalities
-    user, item = model()
+    user, item = model(data)
     expected = dense_views(model, edge_index, features, graph)['fused']
     assert user.shape == (U, D * num_modalities)
     assert torch.allclose(user.double(), expected[0], atol=1e-5)
     assert torch.allclose(item.double(), expected[1], atol=1e-5)
-    reps = model.representations()
+    reps = model.representations(data)
     dense = dense_views(model, edge_index, features, graph)
     for key in dense:
         assert torch.allclose(reps[key][0].double(), dense[key][0], atol=1e-5), key
@@ -105,11 +107,11 @@ def test_forward_equals_dense_rederivation(num_modalities):
 
 @pytest.mark.parametrize('num_modalities', [1, 2, 3])
 def test_loss_terms_equal_dense_rederivation(num_modalities):
-    model, edge_index, features, graph = make_model(
+    model, data, edge_index, features, graph = make_model(
         num_modalities, reg_weight=0.3, align_weight=0.2, mask_weight=1.5,
         cl_weight=0.7, temperature=0.4, cl_chunk_size=2)
     batch = torch.tensor([[0, 2, 5], [1, 3, 3], [4, 0, 2]])
-    terms = model.loss(batch)
+    terms = model.loss(data, batch)
     dense = dense_views(model, edge_index, features, graph)
     names = sorted(features)
 
@@ -142,67 +144,72 @@ def test_loss_terms_equal_dense_rederivation(num_modalities):
 
 def test_feature_mask_gradient_flag():
     batch = torch.tensor([[0, 2], [1, 3], [4, 0]])
-    model, *_ = make_model()
-    model.loss(batch)['loss'].backward()
+    model, data, *_ = make_model(feature_mask_grad=True)
+    model.loss(data, batch)['loss'].backward()
     assert model.mask_map.weight.grad is not None
     assert model.mask_map.weight.grad.abs().sum() > 0
 
-    release, *_ = make_model(feature_mask_grad=False)
-    terms = release.loss(batch)
+    release, *_ = make_model()  # The default, as the release.
+    terms = release.loss(data, batch)
     terms['loss'].backward()
     assert release.mask_map.weight.grad is None  # The release never trains M.
     assert not terms['mask'].requires_grad
-    assert torch.allclose(terms['mask'], model.loss(batch)['mask'])
+    assert torch.allclose(terms['mask'], model.loss(data, batch)['mask'])
 
 
 def test_cl_scope_batch_uses_batch_rows_only():
-    model, edge_index, features, graph = make_model(cl_scope='batch', cl_weight=1.0)
+    model, data, edge_index, features, graph = make_model(cl_scope='batch', cl_weight=1.0)
     batch = torch.tensor([[0, 2, 2], [1, 3, 3], [4, 0, 1]])
     dense = dense_views(model, edge_index, features, graph)
     users, items = torch.tensor([0, 2]), torch.tensor([0, 1, 3, 4])
     expected = (dense_info_nce(dense['noise1'][0][users], dense['noise2'][0][users], 0.2)
                 + dense_info_nce(dense['noise1'][1][items], dense['noise2'][1][items], 0.2))
-    assert torch.allclose(model.loss(batch)['cl'].double(), expected, rtol=1e-5)
+    assert torch.allclose(model.loss(data, batch)['cl'].double(), expected, rtol=1e-5)
 
 
 def test_noise_views_are_perturbed_only_in_training():
-    model, *_ = make_model(noise_eps=0.1)
-    z = model.encode(['image_n1'])['image_n1'][0]
+    model, data, *_ = make_model(noise_eps=0.1)
+    z = model.encode(data, ['image_n1'])['image_n1'][0]
     clean = model.encoders['image_n1'].noise
     assert clean is not None and clean.eps == 0.1
     model.eval()
-    z_eval = model.encode(['image_n1'])['image_n1'][0]
+    z_eval = model.encode(data, ['image_n1'])['image_n1'][0]
     assert not torch.allclose(z, z_eval)
-    assert torch.allclose(z_eval, model.encode(['image_n1'])['image_n1'][0])
+    assert torch.allclose(z_eval, model.encode(data, ['image_n1'])['image_n1'][0])
 
 
 def test_eval_scores_recomputed_or_cached_as_released():
     batch = torch.tensor([[0, 2], [1, 3], [4, 0]])
     for cached in (False, True):
-        model, *_ = make_model(eval_cached_embeddings=cached)
+        model, data, *_ = make_model(eval_cached_embeddings=cached)
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
-        model.loss(batch)['loss'].backward()
-        stale_user, stale_item = (t.detach().clone() for t in model())
+        model.loss(data, batch)['loss'].backward()
+        stale_user, stale_item = (t.detach().clone() for t in model(data))
         opt.step()
         model.eval()
-        scores = model.scorer()(torch.arange(U))
-        fresh_user, fresh_item = model()
+        scores = model.scorer(data)(torch.arange(U))
+        fresh_user, fresh_item = model(data)
         expected = (stale_user @ stale_item.t()) if cached else fresh_user @ fresh_item.t()
         assert torch.allclose(scores, expected, atol=1e-6)
 
 
-def test_from_data_builds_the_item_graph_with_faiss():
+def test_from_data_takes_the_item_graph_prepared_with_faiss():
+    from pyg_mentor.config import DataConfig
+    from pyg_mentor.datasets.load import prepare_data
     from pyg_mentor.datasets.synthetic import make_planted
 
-    data = make_planted(num_users=60, num_items=30, seed=0)
-    model = MENTOR.from_data(data, embedding_dim=8, knn_k=3)
+    raw = make_planted(num_users=60, num_items=30, seed=0)
+    with pytest.raises(ValueError, match='prepare_data'):
+        MENTOR.from_data(raw, embedding_dim=8)(raw)
+    data = prepare_data(raw, DataConfig(knn_k=3), item_graph=True)
+    model = MENTOR.from_data(data, embedding_dim=8)
     assert model.modalities == ['image', 'text']
     # Every item receives k edges from each of two modality graphs, weights 0.1/k
     # and 0.9/k (summed where both graphs hold the edge): rows sum to 1.
-    row_sum = torch.zeros(30).index_add_(0, model.item_graph_index[1],
-                                         model.item_graph_weight)
+    graph = data['item', 'similar', 'item']
+    row_sum = torch.zeros(30).index_add_(0, graph.edge_index[1], graph.edge_weight)
     assert torch.allclose(row_sum, torch.ones(30), atol=1e-6)
-    loss = model.loss(torch.stack([data['user', 'rates', 'item'].edge_index[0, :8],
+    loss = model.loss(data, torch.stack([data['user', 'rates', 'item'].edge_index[0, :8],
                                    data['user', 'rates', 'item'].edge_index[1, :8],
                                    torch.arange(8)]))['loss']
     assert torch.isfinite(loss)
@@ -211,11 +218,15 @@ def test_from_data_builds_the_item_graph_with_faiss():
 def test_rejects_bad_inputs():
     edge_index, features, graph = tiny_inputs()
     with pytest.raises(ValueError, match='at least one modality'):
-        MENTOR(U, I, edge_index, {}, graph)
-    with pytest.raises(ValueError, match="'image'"):
-        MENTOR(U, I, edge_index, {'image': torch.randn(I + 1, 3)}, graph)
+        MENTOR(U, I, {})
     with pytest.raises(ValueError, match='cl_scope'):
-        MENTOR(U, I, edge_index, features, graph, cl_scope='users')
+        MENTOR(U, I, {'image': 3}, cl_scope='users')
+    model = MENTOR(U, I, {'image': 3})
+    bad = user_item_data(U, I, edge_index, {'image': torch.randn(I + 1, 3)}, graph)
+    with pytest.raises(ValueError, match="'image'"):
+        model(bad)
+    with pytest.raises(ValueError, match='item graph'):
+        model(user_item_data(U, I, edge_index, {'image': torch.randn(I, 3)}))
 
 
 def test_mentor_beats_lightgcn_and_mf_on_planted_data():

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 
+from pyg_mentor.datasets import user_item_data
 from pyg_mentor.nn.models import VBPR, get_model_spec
 
 U, I, D = 5, 6, 3  # noqa: E741
@@ -13,6 +14,14 @@ def tiny_features(num_modalities=2):
     g = torch.Generator().manual_seed(0)
     names = ['image', 'text', 'audio'][:num_modalities]
     return {m: torch.randn(I, 4 + j, generator=g) for j, m in enumerate(names)}
+
+
+def tiny_data(features):
+    return user_item_data(U, I, torch.tensor([[0, 1, 2], [1, 2, 3]]), features)
+
+
+def dims(features):
+    return {m: x.size(1) for m, x in features.items()}
 
 
 def dense_items(model, features):
@@ -25,17 +34,18 @@ def dense_items(model, features):
 def test_forward_loss_and_scores_equal_dense(num_modalities):
     features = tiny_features(num_modalities)
     torch.manual_seed(0)
-    model = VBPR(U, I, features, embedding_dim=D, reg_weight=0.3)
+    model = VBPR(U, I, dims(features), embedding_dim=D, reg_weight=0.3)
+    data = tiny_data(features)
     with torch.no_grad():  # A non-zero bias, so that it is checked too.
         model.item_linear.bias.normal_()
-    user, item = model()
+    user, item = model(data)
     assert user.shape == (U, 2 * D) and item.shape == (I, 2 * D)
     items = dense_items(model, features)
     assert torch.allclose(item.double(), items, atol=1e-6)
     assert torch.equal(user, model.user_emb)
 
     batch = torch.tensor([[0, 4, 4], [1, 5, 0], [2, 2, 3]])  # repeated items
-    terms = model.loss(batch)
+    terms = model.loss(data, batch)
     u = model.user_emb.double()[batch[0]]
     p, n = items[batch[1]], items[batch[2]]
     bpr = -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
@@ -48,27 +58,31 @@ def test_forward_loss_and_scores_equal_dense(num_modalities):
     assert model.item_linear.weight.grad.abs().sum() > 0
     assert model.user_emb.grad[1].abs().sum() == 0  # user 1 not in the batch
 
-    scores = model.scorer()(torch.tensor([3, 1]))
+    scores = model.scorer(data)(torch.tensor([3, 1]))
     expected = model.user_emb.double()[[3, 1]] @ items.t()
     assert torch.allclose(scores.double(), expected, atol=1e-6)
 
 
 def test_initialisation_as_mmrec():
-    model = VBPR(U, I, tiny_features(), embedding_dim=D)
+    model = VBPR.from_data(tiny_data(tiny_features()), embedding_dim=D)
     assert torch.equal(model.item_linear.bias, torch.zeros(D))
-    assert model.features.shape == (I, 4 + 5)
-    assert 'features' not in model.state_dict()  # frozen input, not a parameter
+    assert model.item_linear.in_features == 4 + 5
+    # The features are the graph's input, not model state.
+    assert not any('feat' in key for key in model.state_dict())
 
 
 def test_registry_and_clear_errors():
     spec = get_model_spec('vbpr')
     assert spec.cls is VBPR and VBPR.multimodal
     assert spec.grid['reg_weight'] == [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]
-    assert spec.defaults['embedding_dim'] == 64 and spec.defaults['lr'] == 1e-3
+    assert spec.model_defaults['embedding_dim'] == 64 and spec.defaults['lr'] == 1e-3
     with pytest.raises(ValueError, match='at least one modality'):
         VBPR(U, I, {})
+    model = VBPR(U, I, {'text': 2})
     with pytest.raises(ValueError, match="'text'"):
-        VBPR(U, I, {'text': torch.randn(I + 1, 2)})
+        model(tiny_data({'text': torch.randn(I + 1, 2)}))
+    with pytest.raises(ValueError, match="modality 'text'"):
+        model(tiny_data({'image': torch.randn(I, 2)}))
     data = HeteroData()
     data['user'].num_nodes, data['item'].num_nodes = U, I
     data['user', 'rates', 'item'].edge_index = torch.tensor([[0], [1]])

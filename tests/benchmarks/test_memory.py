@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 
+from benchmarks import memory
 
-def test_quick_run(tmp_path, capsys, load_benchmark):
+
+@pytest.mark.slow  # ~30 s: one subprocess per cell, dense 3,000 x 3,000 matrices
+def test_quick_run(tmp_path, capsys):
     out = tmp_path / 'm.json'
-    module = load_benchmark('memory')
+    module = memory
     result = module.main(['--quick', '--out', str(out)])
     saved = json.loads(out.read_text())
     assert saved['quick'] and {'date', 'commit', 'torch', 'cores'} <= set(saved)
@@ -28,12 +32,13 @@ def test_quick_run(tmp_path, capsys, load_benchmark):
         r['chunked_peak_extra_bytes'] or 0 for r in saved['rows'])
     text = (tmp_path / 'm.md').read_text()
     assert text.startswith('# Memory: graph-perturbation InfoNCE')
+    assert 'Target <= 300 MB extra on Sports: quick mode: targets not applicable.' in text
     assert '| quick | users | 3,000 |' in capsys.readouterr().out
 
 
-def test_reference_value_is_the_formula(load_benchmark):
+def test_reference_value_is_the_formula():
     # Hand-sized case: N = 2 rows, tau = 1, orthogonal / aligned unit rows.
-    module = load_benchmark('memory')
+    module = memory
     a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     b = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
     # rows: log(e^1 + e^0) - 1, twice

@@ -5,14 +5,15 @@ import statistics
 import pytest
 
 import pyg_mentor.train
-from pyg_mentor.cli import main
-from pyg_mentor.compare import (
+from benchmarks.compare import (
     METRICS,
     compare,
     load_run_record,
+    paper_table,
     parse_model_assignments,
     plot_report,
 )
+from pyg_mentor.cli import main
 from pyg_mentor.datasets.synthetic import make_planted
 
 
@@ -229,3 +230,84 @@ def test_cli_import_and_note(tmp_path, capsys):
     assert text in capsys.readouterr().out
     assert main(argv[:-2] + ['--note', 'nope=x', '--out', str(tmp_path)]) == 2
     assert "--note for 'nope'" in capsys.readouterr().err
+
+
+def test_report_says_what_the_runs_recorded(data, tmp_path):
+    # Patience as each run recorded it (no literal); a label with its own options.
+    report = run_compare(data, tmp_path, models=['lightgcn', 'lgn_deep=lightgcn'], seeds=1,
+                         model_options={'lgn_deep': {'num_layers': 3, 'patience': 7}})
+    runs = {e['model']: e['runs'][0] for e in report['models']}
+    assert runs['lgn_deep']['model_kwargs']['num_layers'] == 3
+    assert runs['lgn_deep']['patience'] == 7 and runs['lightgcn']['patience'] == 20
+    assert (tmp_path / 'runs' / 'lgn_deep' / 'seed-999' / 'metrics.json').exists()
+    text = (tmp_path / 'out' / 'compare_tiny.md').read_text()
+    protocol = next(line for line in text.splitlines() if line.startswith('- Protocol'))
+    assert 'patience lightgcn 20, lgn_deep 7' in protocol
+    assert 'valid metric (recall@20)' in protocol
+    assert 'patience 20' not in text.replace('patience lightgcn 20', '')
+
+    same = run_compare(data, tmp_path / 'p', models=['lightgcn'], seeds=1,
+                       options={'epochs': 2, 'patience': 50})
+    assert same['models'][0]['runs'][0]['patience'] == 50
+    protocol = next(line for line in (tmp_path / 'p' / 'out' / 'compare_tiny.md')
+                    .read_text().splitlines() if line.startswith('- Protocol'))
+    assert 'patience 50,' in protocol
+
+
+def test_cap_note_names_the_registered_budget(data, tmp_path):
+    from pyg_mentor.nn.models.base import get_model_spec
+
+    report = run_compare(data, tmp_path, models=['mf_bpr'], seeds=1)
+    budget = get_model_spec('mf_bpr').defaults.get('epochs', 1000)
+    notes = ' '.join(report['models'][0]['notes'])
+    assert f'the protocol trains up to {budget} epochs' in notes
+
+
+def test_paper_numbers_come_from_the_data_file(data, tmp_path):
+    table = paper_table()
+    assert table['metrics'] == list(METRICS)
+    assert 'MENTOR' in table['source'] and 'Table 2' in table['source']
+    # Every model of the paper, on its three datasets, four metrics each.
+    assert {d: len(m) for d, m in table['results'].items()} == {
+        'baby': 9, 'sports': 9, 'clothing': 9}
+    assert table['results']['baby']['lightgcn'] == [.0479, .0754, .0257, .0328]
+    run = tmp_path / 'lgn'
+    write_partial_run(run, [{'epoch': 0, 'train_seconds': 1.0, 'valid/recall@20': 0.05,
+                             **{f'test/{m}': 0.02 for m in METRICS}}])
+    compare('baby', [], 1, out_dir=tmp_path / 'out', data=data,
+            imports=[('lightgcn', run)], plot=False)
+    text = (tmp_path / 'out' / 'compare_baby.md').read_text()
+    assert f"## Beside the paper ({table['source']})" in text
+
+
+def test_default_report_goes_beside_the_runs(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = compare('tiny', ['mf_bpr'], 1, options={'epochs': 1}, grid=False, data=data,
+                     plot=False)
+    assert (tmp_path / 'runs' / 'compare-tiny' / 'compare_tiny.md').exists()
+    assert report['meta']['runs_dir'] == 'runs/compare-tiny'
+
+
+def test_rerun_with_the_same_models_skips_finished_runs(tmp_path, monkeypatch, capsys):
+    # As the long comparisons are used: several processes over one --runs folder,
+    # then one command over all models writes the report without training.
+    from benchmarks.compare import main as compare_main
+
+    args = ['--dataset', 'synthetic', '--no-grid', '--seeds', '1', '--set', 'epochs=1',
+            '--runs', str(tmp_path / 'runs'), '--no-plot']
+    assert compare_main(args + ['--models', 'mf_bpr', '--name', 'a']) == 0
+    assert compare_main(args + ['--models', 'lightgcn', '--name', 'b']) == 0
+    stamp = json.loads((tmp_path / 'runs' / 'mf_bpr' / 'seed-999' / 'compare.json')
+                       .read_text())
+    assert set(stamp) == {'model', 'dataset', 'data', 'options'}
+
+    def fail(*args, **kwargs):
+        raise AssertionError('a finished run was trained again')
+
+    monkeypatch.setattr(pyg_mentor.train, 'train_model', fail)
+    capsys.readouterr()
+    assert compare_main(args + ['--models', 'mf_bpr,lightgcn']) == 0
+    out = capsys.readouterr().out
+    assert f"report: {tmp_path / 'runs' / 'compare_synthetic.md'}" in out
+    assert '| mf_bpr | 1 |' in out and '| lightgcn | 1 |' in out
+    assert '- Command: `python benchmarks/compare.py --dataset synthetic' in out

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from pyg_mentor.utils.bench import available_bytes, fmt_bytes, machine_info, status_bytes
+from benchmarks._common import available_bytes, fmt_bytes, machine_info, status_bytes
 
 
 def test_fmt_bytes():

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from benchmarks import knn
+
 QUICK_METHODS = {
     'dense torch (release)',
     'faiss exact',
@@ -13,9 +17,10 @@ QUICK_METHODS = {
 }
 
 
-def test_quick_run(tmp_path, capsys, load_benchmark):
+@pytest.mark.slow  # ~1 min: 22,000 items of 384-d features, dense and FAISS
+def test_quick_run(tmp_path, capsys):
     out = tmp_path / 'k.json'
-    result = load_benchmark('knn').main(['--quick', '--out', str(out)])
+    result = knn.main(['--quick', '--out', str(out)])
     saved = json.loads(out.read_text())
     assert saved['quick'] and saved['repeat'] == 1
     assert {'date', 'torch', 'threads', 'cores', 'command', 'run_s'} <= set(saved)
@@ -40,13 +45,14 @@ def test_quick_run(tmp_path, capsys, load_benchmark):
     md = out.with_suffix('.md').read_text()
     assert md.startswith('Command: `python benchmarks/knn.py --quick --out ')
     assert 'Run time: ' in md and '| 2,000 | faiss exact |' in md
+    assert '- quick mode: targets not applicable' in md and 'smallest tried' not in md
 
 
-def test_sampled_large_size_path(tmp_path, load_benchmark):
+def test_sampled_large_size_path(tmp_path):
     # The path of the 1M cell of --full, on 3,000 items: sampled exact search,
     # IVF trained on a sample (knn_item_graph train_size), the full build of the chosen nprobe.
     out = tmp_path / 's.json'
-    load_benchmark('knn').main([
+    knn.main([
         '--sizes', '3000', '--sample-above', '2000', '--sample-queries', '500',
         '--train-size', '1000', '--nprobes', '1', '64', '--repeat', '1', '--out', str(out),
     ])  # fmt: skip

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from benchmarks import info_nce
 
-def test_quick_run(tmp_path, capsys, load_benchmark):
+
+def test_quick_run(tmp_path, capsys):
     out = tmp_path / 'x.json'
-    result = load_benchmark('info_nce').main(['--quick', '--out', str(out)])
+    result = info_nce.main(['--quick', '--out', str(out)])
     saved = json.loads(out.read_text())
     assert saved['quick'] and saved['repeat'] == 1
     assert {'date', 'torch', 'threads', 'cores'} <= set(saved)

@@ -1,16 +1,23 @@
-r"""One-command model comparison: train several registered models over several
-seeds with the MMRec protocol and write a report (markdown, JSON, bar chart).
+r"""Model comparison: train several registered models over several seeds with the
+MMRec protocol and write a report (markdown, JSON, bar chart).
 
 .. code-block:: text
 
     pyg-mentor compare --dataset synthetic --models mf_bpr,lightgcn,mentor --seeds 3
+    python benchmarks/compare.py --dataset synthetic --models mf_bpr,lightgcn   # the same
     pyg-mentor compare --dataset baby --root datasets --models mf_bpr,lightgcn \
         --no-grid --set mf_bpr:reg_weight=0.1 lightgcn:num_layers=4 --max-epochs 60 \
         --import mentor=runs/baby-mentor-release
+    pyg-mentor compare --dataset lfm2k --models mentor,mentor_text=mentor \
+        --set mentor_text:modalities=text                  # a modality ablation
+
+A tool of the checkout, beside the library (``pyg-mentor compare`` runs it from a
+checkout). The report goes to ``--out`` (default: the runs folder,
+``runs/compare-<dataset>/``); ``--out benchmarks/results`` updates a committed one.
 
 How it runs:
 
-* Every (model, seed) run has its own folder ``<runs>/<model>/seed-<seed>/`` written by
+* Every (label, seed) run has its own folder ``<runs>/<label>/seed-<seed>/`` written by
   :func:`~pyg_mentor.train.train_model` (``log.csv``, checkpoints, ``metrics.json``) plus
   ``compare.json`` (the options it was started with). Rerunning the same command skips
   finished runs and resumes interrupted ones exactly from ``last.pt``, so a long
@@ -32,61 +39,62 @@ How it runs:
 The report holds the mean and the sample standard deviation (``ddof=1``; ``-`` for a
 single run) over seeds of Recall/NDCG@10/20 on TEST at the best-VALID epoch, the best
 epoch, the epochs run, how each run stopped, seconds per training epoch, the MENTOR
-paper's numbers beside ours for the real datasets, and notes on why they differ,
-generated from facts (surrogate features, capped epochs, grid subsets, imported or
-partial runs).
+paper's numbers beside ours for the real datasets (``benchmarks/paper_results.json``),
+and notes on why they differ, generated from facts (surrogate features, capped epochs,
+grid subsets, imported or partial runs). Everything it says about a run (patience,
+epoch cap, metric, options) is read from the run's own records
+(:func:`pyg_mentor.run_folder.read_run`).
 """
 from __future__ import annotations
 
-import csv
+import argparse
 import json
 import logging
 import math
 import os
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch_geometric.data import HeteroData
+if not __package__:  # `python benchmarks/compare.py`: import the checkout's package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from benchmarks._common import machine_info
 from pyg_mentor.config import TrainConfig, expand_grid, parse_assignments
+from pyg_mentor.run_folder import SavedRun, read_json, read_run
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
 
 log = logging.getLogger(__name__)
 
-#: The MENTOR paper's Table 2 (MMRec protocol): (R@10, R@20, N@10, N@20) per
-#: (registered model name, dataset); see ``shared/reference/MENTOR_REFERENCE.md`` §7.
-PAPER_RESULTS: dict[tuple[str, str], tuple[float, float, float, float]] = {
-    ('mentor', 'baby'): (.0678, .1048, .0362, .0450),
-    ('freedom', 'baby'): (.0627, .0992, .0330, .0424),
-    ('mmssl', 'baby'): (.0613, .0971, .0326, .0420),
-    ('bm3', 'baby'): (.0564, .0883, .0301, .0383),
-    ('lattice', 'baby'): (.0547, .0850, .0292, .0370),
-    ('vbpr', 'baby'): (.0423, .0663, .0223, .0284),
-    ('layergcn', 'baby'): (.0529, .0820, .0281, .0355),
-    ('lightgcn', 'baby'): (.0479, .0754, .0257, .0328),
-    ('mf_bpr', 'baby'): (.0357, .0575, .0192, .0249),
-    ('mentor', 'sports'): (.0763, .1139, .0409, .0511),
-    ('freedom', 'sports'): (.0717, .1089, .0385, .0481),
-    ('mmssl', 'sports'): (.0673, .1013, .0380, .0474),
-    ('bm3', 'sports'): (.0656, .0980, .0355, .0438),
-    ('lattice', 'sports'): (.0620, .0953, .0335, .0421),
-    ('vbpr', 'sports'): (.0558, .0856, .0307, .0384),
-    ('layergcn', 'sports'): (.0594, .0916, .0323, .0406),
-    ('lightgcn', 'sports'): (.0569, .0864, .0311, .0387),
-    ('mf_bpr', 'sports'): (.0432, .0653, .0241, .0298),
-    ('mentor', 'clothing'): (.0668, .0989, .0360, .0441),
-    ('freedom', 'clothing'): (.0629, .0941, .0341, .0420),
-    ('mmssl', 'clothing'): (.0531, .0797, .0291, .0359),
-    ('bm3', 'clothing'): (.0422, .0621, .0231, .0281),
-    ('lattice', 'clothing'): (.0492, .0733, .0268, .0330),
-    ('vbpr', 'clothing'): (.0281, .0415, .0158, .0192),
-    ('layergcn', 'clothing'): (.0371, .0566, .0200, .0247),
-    ('lightgcn', 'clothing'): (.0340, .0526, .0188, .0236),
-    ('mf_bpr', 'clothing'): (.0187, .0279, .0103, .0126),
-}
+#: The paper's table (with its source): ``benchmarks/paper_results.json``.
+PAPER_FILE = Path(__file__).resolve().parent / 'paper_results.json'
+
+
+@cache
+def paper_table() -> dict[str, Any]:
+    r"""``benchmarks/paper_results.json``: ``source``, ``metrics`` and
+    ``results[dataset][model]`` (one value per metric)."""
+    table = json.loads(PAPER_FILE.read_text())
+    if tuple(table['metrics']) != METRICS:
+        raise ValueError(f"{PAPER_FILE}: metrics {table['metrics']}, expected {METRICS}")
+    return table
+
+
+def paper_results(model: str, dataset: str) -> tuple[float, ...] | None:
+    r"""The paper's (R@10, R@20, N@10, N@20) of a registered model on a dataset,
+    :obj:`None` where the paper has none."""
+    values = paper_table()['results'].get(dataset, {}).get(model)
+    return tuple(values) if values is not None else None
+
+
 #: The metrics of the report, in the paper's order.
 METRICS = ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20')
 LABELS = {'recall@10': 'R@10', 'recall@20': 'R@20', 'ndcg@10': 'N@10', 'ndcg@20': 'N@20'}
@@ -127,6 +135,7 @@ class RunRecord:
     select_on: str = 'valid'
     surrogate_features: str | None = None
     dataset: str | None = None
+    patience: int | None = None
 
     @property
     def capped(self) -> bool:
@@ -209,6 +218,23 @@ def resolve_run_options(
     return options
 
 
+def parse_variants(models: Sequence[str]) -> dict[str, str]:
+    r"""``['mentor', 'mentor_text=mentor']`` -> ``{'mentor': 'mentor',
+    'mentor_text': 'mentor'}``: the label of every compared entry and the
+    registered model it trains (a label with its own options, e.g. a modality
+    ablation, ``--set mentor_text:modalities=text``)."""
+    out: dict[str, str] = {}
+    for entry in models:
+        label, sep, model = (x.strip() for x in entry.partition('='))
+        model = model if sep else label
+        if not label or not model or ':' in label:
+            raise ValueError(f"Expected MODEL or LABEL=MODEL, got '{entry}'")
+        if label in out:
+            raise ValueError(f'A model is listed twice: {list(models)}')
+        out[label] = model
+    return out
+
+
 def check_models(models: Sequence[str]) -> None:
     r"""Raises a :class:`KeyError` that lists the registered models if any of
     :obj:`models` is not registered."""
@@ -230,10 +256,9 @@ def _stable(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _is_done(run_dir: Path, epochs: int) -> bool:
-    path = run_dir / 'metrics.json'
-    if not path.exists():
+    metrics = read_json(run_dir / 'metrics.json')
+    if metrics is None:
         return False
-    metrics = json.loads(path.read_text())
     statuses = [t['status'] for t in metrics.get('trials', [])] or [metrics['status']]
     if any(s not in FINISHED for s in statuses):
         return False
@@ -241,91 +266,52 @@ def _is_done(run_dir: Path, epochs: int) -> bool:
     return not capped or metrics['train_config']['epochs'] >= epochs
 
 
-def record_from_metrics(metrics: Mapping[str, Any], path: Path | str, source: str,
-                        surrogate: str | None = None) -> RunRecord:
-    r"""A :class:`RunRecord` from a ``metrics.json`` (a single run or a grid)."""
-    cfg = metrics['train_config']
+def record_from_run(saved: SavedRun, source: str) -> RunRecord:
+    r"""A :class:`RunRecord` from what :func:`~pyg_mentor.run_folder.read_run`
+    read (a single run, a grid, or an interrupted run: ``status='partial'``)."""
+    result = saved.result
+    cfg = TrainConfig(**{k: v for k, v in saved.train_config.items()
+                         if k in TrainConfig.__dataclass_fields__})
+    epochs_run = int(result.get('epochs_run', 0))
+    eval_seconds = result.get('eval_seconds')
     return RunRecord(
-        model=metrics['model'], seed=int(cfg['seed']), path=str(path), source=source,
-        status=metrics['status'], best_epoch=int(metrics['best_epoch']),
-        epochs_run=int(metrics['epochs_run']), epochs_cap=int(cfg['epochs']),
-        seconds_per_epoch=float(metrics['seconds_per_epoch']),
-        eval_seconds_per_epoch=float(metrics['eval_seconds'])
-        / max(int(metrics['epochs_run']), 1),
-        valid=dict(metrics.get('valid') or {}), test=dict(metrics.get('test') or {}),
-        model_kwargs=dict(metrics.get('model_kwargs') or {}),
-        varied=dict(metrics.get('varied') or {}),
-        num_trials=len(metrics.get('trials', [])) or 1,
-        valid_metric=cfg['valid_metric'], select_on=cfg.get('select_on', 'valid'),
-        surrogate_features=surrogate, dataset=metrics.get('dataset'))
+        model=saved.model, seed=cfg.seed, path=str(saved.folder), source=source,
+        status=result.get('status', 'partial'), best_epoch=int(result.get('best_epoch', -1)),
+        epochs_run=epochs_run, epochs_cap=cfg.epochs,
+        seconds_per_epoch=_float(result.get('seconds_per_epoch')),
+        eval_seconds_per_epoch=_float(eval_seconds) / max(epochs_run, 1),
+        valid=dict(result.get('valid') or {}), test=dict(result.get('test') or {}),
+        model_kwargs=dict(saved.model_kwargs), varied=dict(result.get('varied') or {}),
+        num_trials=len(result.get('trials', [])) or 1,
+        valid_metric=cfg.valid_metric, select_on=cfg.select_on,
+        surrogate_features=saved.source.surrogate_features, dataset=saved.source.dataset,
+        patience=cfg.patience)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def load_run_record(path: str | Path, model: str | None = None) -> RunRecord:
-    r"""Reads an existing run folder of ``pyg-mentor train`` (or of a comparison).
+    r"""Reads an existing run folder of ``pyg-mentor train`` (or of a comparison)
+    with :func:`~pyg_mentor.run_folder.read_run` (no checkpoint loaded).
 
-    A finished run (or grid) is read from its ``metrics.json``. A run without one
-    (still running, or interrupted) is read from its ``log.csv``: the best epoch is
-    the first one reaching the highest validation score rounded to 4 decimals, as
-    the trainer decides, and the test metrics are that epoch's; its status is
-    ``'partial'``.
+    A finished run (or grid) is read from its ``metrics.json``; a run without one
+    (still running, or interrupted) from its ``run.json`` and ``log.csv`` (best
+    epoch by the trainer's rule, :func:`~pyg_mentor.train.best_epoch`, and that
+    epoch's test metrics; status ``'partial'``).
 
     Args:
         path (str or Path): The run folder.
-        model (str, optional): The model it must be (checked against ``run.json``).
+        model (str, optional): The registered model it must be.
     """
-    from pyg_mentor.nn.models.base import get_model_spec
-
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f'{path}: run folder not found')
-    meta_path = path / 'run.json'
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    name = meta.get('model', model)
-    if name is None:
-        raise ValueError(f'{path}: no run.json, so the model is unknown; name it')
-    if model is not None and name != model:
-        raise ValueError(f"{path}: is a run of '{name}', not of '{model}'")
-    surrogate = meta.get('surrogate_features')
-    metrics_path = path / 'metrics.json'
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
-        metrics.setdefault('dataset', meta.get('dataset'))
-        return record_from_metrics(metrics, path, 'imported', surrogate)
-
-    spec = get_model_spec(name)
-    options = {k: v for k, v in {**spec.defaults, **meta.get('options', {})}.items()
-               if not _is_axis(k, v)}
-    train_keys = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: v for k, v in options.items() if k in train_keys})
-    rows = _read_log(path / 'log.csv')
-    best_epoch, best_score, best_row = -1, -1.0, {}
-    for row in rows:
-        score = round(row.get(f'valid/{cfg.valid_metric}', float('nan')), 4)
-        if score > best_score:
-            best_epoch, best_score, best_row = int(row['epoch']), score, row
-    train_seconds = [row['train_seconds'] for row in rows if 'train_seconds' in row]
-
-    def split(name: str) -> dict[str, float]:
-        prefix = f'{name}/'
-        return {k[len(prefix):]: v for k, v in best_row.items()
-                if k.startswith(prefix) and not math.isnan(v)}
-
-    return RunRecord(
-        model=name, seed=cfg.seed, path=str(path), source='imported', status='partial',
-        best_epoch=best_epoch, epochs_run=len(rows), epochs_cap=cfg.epochs,
-        seconds_per_epoch=statistics.fmean(train_seconds) if train_seconds else math.nan,
-        eval_seconds_per_epoch=math.nan, valid=split('valid'), test=split('test'),
-        model_kwargs={k: v for k, v in options.items() if k not in train_keys},
-        valid_metric=cfg.valid_metric, select_on=cfg.select_on,
-        surrogate_features=surrogate, dataset=meta.get('dataset'))
-
-
-def _read_log(path: Path) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    with open(path, newline='') as f:
-        return [{k: float(v) if v not in ('', None) else math.nan
-                 for k, v in row.items()} for row in csv.DictReader(f)]
+    saved = read_run(path, checkpoint=None)
+    if model is not None and saved.model != model:
+        raise ValueError(f"{path}: is a run of '{saved.model}', not of '{model}'")
+    return record_from_run(saved, 'imported')
 
 
 def train_seeds(
@@ -336,6 +322,7 @@ def train_seeds(
     runs_dir: Path,
     options: Mapping[str, Any],
     data_info: Mapping[str, Any],
+    data_cache: str | Path | None = None,
 ) -> list[RunRecord]:
     r"""Trains (or resumes, or skips if finished) one model on every seed.
 
@@ -347,6 +334,7 @@ def train_seeds(
         runs_dir (Path): ``<runs>/<model>``; one ``seed-<seed>/`` folder per seed.
         options (Mapping[str, Any]): The resolved first-seed options (lists = grid).
         data_info (Mapping[str, Any]): How the data was loaded (checked on resume).
+        data_cache (str or Path, optional): Cache folder of the item graphs.
     """
     from pyg_mentor.train import train_model, write_json
 
@@ -358,8 +346,8 @@ def train_seeds(
         stamp = {'model': model, 'dataset': dataset, 'data': dict(data_info),
                  'options': run_options}
         stamp_path = run_dir / 'compare.json'
-        if stamp_path.exists():
-            old = json.loads(stamp_path.read_text())
+        old = read_json(stamp_path)
+        if old is not None:
             mismatch = {k: (old.get(k), stamp[k]) for k in ('model', 'dataset', 'data')
                         if old.get(k) != json.loads(json.dumps(stamp[k]))}
             old_opts = _stable(old.get('options', {}))
@@ -381,24 +369,23 @@ def train_seeds(
         epochs = int(run_options.get('epochs', TrainConfig.epochs))
         if _is_done(run_dir, epochs):
             log.info('%s seed %d: finished, skipped (%s)', model, seed, run_dir)
-            metrics = json.loads((run_dir / 'metrics.json').read_text())
         else:
             log.info('%s seed %d (%d/%d): training in %s', model, seed, i + 1,
                      len(seeds), run_dir)
             write_json(stamp_path, stamp)
             t0 = time.perf_counter()
             metrics = train_model(model, data, run_options, run_dir, resume=True,
-                                  dataset=dataset)
+                                  dataset=dataset, data_cache=data_cache)
             log.info('%s seed %d: %s at epoch %d of %d, test %s %.4f (%.0f s)', model,
                      seed, metrics['status'], metrics['best_epoch'],
                      metrics['epochs_run'], 'recall@20',
                      (metrics.get('test') or {}).get('recall@20', math.nan),
                      time.perf_counter() - t0)
-        records.append(record_from_metrics(metrics, run_dir, 'trained',
-                                           data_info.get('surrogate_features')))
-        if i == 0 and 'trials' in metrics:
+        saved = read_run(run_dir, checkpoint=None)
+        records.append(record_from_run(saved, 'trained'))
+        if i == 0 and 'trials' in saved.result:
             # The grid's winner (chosen on valid) for every later seed.
-            winner = dict(metrics['varied'])
+            winner = dict(saved.result['varied'])
             log.info('%s: grid winner %s reused for the other seeds', model, winner)
     return records
 
@@ -440,9 +427,11 @@ def why_they_differ(
     multimodal: bool,
     features: str,
     paper: bool,
+    protocol_epochs: int | None = None,
 ) -> list[str]:
     r"""Facts that make our numbers differ from the paper's (or from a full,
-    converged run), one sentence each."""
+    converged run), one sentence each; :obj:`protocol_epochs` is the model's
+    registered epoch budget (what its protocol trains without a cap)."""
     notes = []
     if paper and multimodal and features != 'real':
         notes.append(f'item features are {features}, not the image/text features of '
@@ -453,9 +442,11 @@ def why_they_differ(
         caps = sorted({r.epochs_cap for r in capped})
         improving = sum(r.best_epoch >= r.epochs_run - 2 for r in capped)
         best = ', '.join(str(r.best_epoch) for r in capped)
+        budget = (f' (the protocol trains up to {protocol_epochs} epochs)'
+                  if protocol_epochs and protocol_epochs > max(caps) else '')
         notes.append(f'{len(capped)} of {len(records)} run(s) hit the epoch cap '
-                     f'({", ".join(map(str, caps))}) before early stopping (the '
-                     f'protocol trains up to 1000 epochs), best epoch {best}'
+                     f'({", ".join(map(str, caps))}) before early stopping{budget}, '
+                     f'best epoch {best}'
                      + (f': {improving} still improving at the cap, under-trained'
                         if improving else ''))
     partial = [r for r in records if r.status == 'partial']
@@ -499,10 +490,7 @@ def why_they_differ(
 
 
 def _axes_of(record: RunRecord) -> dict[str, list[Any]]:
-    path = Path(record.path) / 'compare.json'
-    if not path.exists():
-        return {}
-    options = json.loads(path.read_text()).get('options', {})
+    options = (read_json(Path(record.path) / 'compare.json') or {}).get('options', {})
     return {k: v for k, v in options.items() if _is_axis(k, v)}
 
 
@@ -511,7 +499,7 @@ def _short_kwargs(record: RunRecord) -> str:
     defaults (``'registered defaults'`` if none)."""
     from pyg_mentor.nn.models.base import get_model_spec
 
-    defaults = get_model_spec(record.model).defaults
+    defaults = get_model_spec(record.model).model_defaults
     changed = {k: v for k, v in record.model_kwargs.items() if defaults.get(k) != v}
     return ', '.join(f'{k}={v}' for k, v in changed.items()) or 'registered defaults'
 
@@ -549,6 +537,17 @@ def _epochs(records: Sequence[RunRecord], key: str) -> str:
     return f"{mean:.1f} ± {std:.1f} ({', '.join(map(str, values))})"
 
 
+def _recorded(records_by_model: Mapping[str, Sequence[RunRecord]], key: str) -> str:
+    r"""What the runs recorded for a training option (e.g. ``patience``): one value,
+    or the values of each model where they differ."""
+    values = {m: sorted({str(getattr(r, key)) for r in rs})
+              for m, rs in records_by_model.items() if rs}
+    distinct = {v for vs in values.values() for v in vs}
+    if len(distinct) <= 1:
+        return next(iter(distinct), 'n/a')
+    return ', '.join(f"{m} {'/'.join(vs)}" for m, vs in values.items())
+
+
 def _hyper_text(records: Sequence[RunRecord]) -> str:
     first = records[0]
     if first.varied:
@@ -559,7 +558,10 @@ def _hyper_text(records: Sequence[RunRecord]) -> str:
 
 def format_report(report: Mapping[str, Any]) -> str:
     r"""The markdown report of :func:`compare`'s result."""
+    from pyg_mentor.train import SCORE_DECIMALS
+
     meta = report['meta']
+    by_model = {e['model']: [RunRecord(**r) for r in e['runs']] for e in report['models']}
     lines = [f"# Model comparison on `{report['dataset']}`", '']
     lines += [
         f"- Command: `{meta.get('command') or '(library call)'}`",
@@ -580,8 +582,10 @@ def format_report(report: Mapping[str, Any]) -> str:
            'registered defaults plus overrides (no grid search)')
         + (f"; epochs capped at {report['max_epochs']}" if report['max_epochs'] else ''),
         '- Protocol: MMRec (full ranking, train items masked, early stopping on the '
-        'valid metric rounded to 4 decimals, patience 20); metrics are TEST at the '
-        'best-VALID epoch; mean ± sample std over seeds.',
+        f'valid metric ({_recorded(by_model, "valid_metric")}) rounded to '
+        f'{SCORE_DECIMALS} decimals, patience {_recorded(by_model, "patience")}, as '
+        'recorded by the runs); metrics are TEST at the best-VALID epoch; mean ± sample '
+        'std over seeds.',
         '',
         '## Results (test at the best-valid epoch)',
         '',
@@ -591,7 +595,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     ]
     for entry in report['models']:
         s = entry['summary']
-        records = [RunRecord(**r) for r in entry['runs']]
+        records = by_model[entry['model']]
         runs = f"{s['scored_runs']}" + (' (imported)' if entry['imported'] else '')
         metric_cells = ' | '.join(_fmt(s[m]['mean'], s[m]['std']) for m in METRICS)
         lines.append(
@@ -603,7 +607,7 @@ def format_report(report: Mapping[str, Any]) -> str:
 
     with_paper = [e for e in report['models'] if e.get('paper')]
     if with_paper:
-        lines += ['', '## Beside the paper (MENTOR paper, Table 2)', '',
+        lines += ['', f"## Beside the paper ({report['paper_source']})", '',
                   '| model | ours R@10 | paper | ours R@20 | paper | ours N@10 | paper '
                   '| ours N@20 | paper | ours / paper (R@20) | features |',
                   '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
@@ -705,7 +709,7 @@ def _describe_data(dataset: str, data: HeteroData | None, surrogate: str | None,
                    features: str) -> dict[str, Any]:
     from pyg_mentor.typing import ITEM, RATES, USER, label_key, modalities
 
-    paper_dataset = dataset if any(d == dataset for _, d in PAPER_RESULTS) else None
+    paper_dataset = dataset if dataset in paper_table()['results'] else None
     info: dict[str, Any] = {'name': dataset, 'surrogate_features': surrogate,
                             'features': features, 'paper_dataset': paper_dataset}
     kind = ('real interactions (MMRec split)' if paper_dataset else
@@ -733,7 +737,7 @@ def compare(
     *,
     root: str | Path | None = None,
     runs_dir: str | Path | None = None,
-    out_dir: str | Path = 'benchmarks/results',
+    out_dir: str | Path | None = None,
     options: Mapping[str, Any] | None = None,
     model_options: Mapping[str, Mapping[str, Any]] | None = None,
     grid: bool = True,
@@ -754,13 +758,16 @@ def compare(
 
     Args:
         dataset (str): Dataset name (see :func:`~pyg_mentor.datasets.load.load_dataset`).
-        models (Sequence[str]): Registered models to train.
+        models (Sequence[str]): Registered models to train, or ``LABEL=MODEL``
+            entries: a model under its own label, with its own options in
+            :obj:`model_options` (e.g. a modality ablation).
         seeds (int): Seeds per model: ``seed, seed + 1, ...`` (``seed`` option,
             default 999).
         root (str or Path, optional): Folder of the MMRec datasets.
         runs_dir (str or Path, optional): Where the runs go
             (default: ``runs/compare-<dataset>``).
-        out_dir (str or Path): Where the report goes.
+        out_dir (str or Path, optional): Where the report goes (default: the runs
+            folder; ``benchmarks/results`` updates a committed report).
         options (Mapping[str, Any], optional): Options for every model.
         model_options (Mapping[str, Mapping], optional): Options per model (over
             :obj:`options`); list values are grid axes.
@@ -785,14 +792,17 @@ def compare(
     Returns:
         dict: The report (what the JSON file holds).
     """
-    from pyg_mentor.datasets.load import load_dataset
+    from pyg_mentor.datasets.load import item_graph_cache_dir, load_dataset
     from pyg_mentor.nn.models.base import get_model_spec
     from pyg_mentor.typing import modalities
-    from pyg_mentor.utils.bench import machine_info
 
     t_start = time.perf_counter()
     imports = [(m, Path(p)) for m, p in imports]
-    check_models(list(models) + sorted({m for m, _ in imports} - set(models)))
+    variants = parse_variants(models)
+    models = list(variants)
+    for m, _ in imports:
+        variants.setdefault(m, m)
+    check_models(sorted(set(variants.values())))
     if seeds < 1:
         raise ValueError(f'seeds must be >= 1, got {seeds}')
     imported_models = {m for m, _ in imports}
@@ -805,21 +815,21 @@ def compare(
             raise ValueError(f"Options given for '{m}', which is not trained here "
                              f'(trained: {to_train})')
     runs_root = Path(runs_dir) if runs_dir is not None else Path(f'runs/compare-{dataset}')
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else runs_root
     stem = name or f'compare_{dataset}'
 
     # Resolve everything before any training, so that bad options fail fast.
     resolved = {}
     for m in to_train:
         overrides = {**(options or {}), **(model_options or {}).get(m, {})}
-        resolved[m] = resolve_run_options(m, overrides, grid, max_epochs)
-        expand_grid(get_model_spec(m).cls,
-                    {**get_model_spec(m).defaults, **resolved[m]})
+        spec = get_model_spec(variants[m])
+        resolved[m] = resolve_run_options(variants[m], overrides, grid, max_epochs)
+        expand_grid(spec.cls, {**spec.defaults, **resolved[m]})
     base_seed = int(next((o['seed'] for o in resolved.values() if 'seed' in o),
                          TrainConfig.seed))
     seed_list = [base_seed + i for i in range(seeds)]
 
-    multimodal = {m: get_model_spec(m).cls.multimodal
+    multimodal = {m: get_model_spec(variants[m]).cls.multimodal
                   for m in list(models) + sorted(imported_models)}
     if data is None:
         data = load_dataset(dataset, root, scale=scale, seed=data_seed, surrogate=surrogate)
@@ -840,12 +850,13 @@ def compare(
 
     entries = []
     for m in to_train:
-        records = train_seeds(m, data, dataset, seed_list, runs_root / m,
-                              resolved[m], load_info)
+        records = train_seeds(variants[m], data, dataset, seed_list, runs_root / m,
+                              resolved[m], load_info,
+                              data_cache=item_graph_cache_dir(dataset, root))
         entries.append((m, records, False))
     for m in [m for m in models if m in imported_models] + sorted(
             imported_models - set(models)):
-        records = [load_run_record(p, m) for mm, p in imports if mm == m]
+        records = [load_run_record(p, variants[m]) for mm, p in imports if mm == m]
         for r in records:
             if r.dataset is not None and r.dataset != dataset:
                 raise ValueError(f'{r.path}: a run on {r.dataset!r}, not on {dataset!r}')
@@ -853,22 +864,25 @@ def compare(
 
     report: dict[str, Any] = {
         'dataset': dataset, 'seeds': seed_list, 'grid': grid, 'max_epochs': max_epochs,
-        'data': data_info, 'models': [],
+        'data': data_info, 'paper_source': paper_table()['source'], 'models': [],
     }
     for m, records, imported in entries:
-        spec = get_model_spec(m)
+        spec = get_model_spec(variants[m])
         run_features = features
         if imported and records and records[0].surrogate_features:
             run_features = f'SURROGATE ({records[0].surrogate_features})'
-        paper = PAPER_RESULTS.get((m, dataset))
-        model_notes = why_they_differ(m, records, spec.grid, multimodal[m],
-                                      run_features, paper is not None)
+        # A variant (label != model) is not the paper's configuration.
+        paper = paper_results(m, dataset) if variants[m] == m else None
+        model_notes = why_they_differ(
+            m, records, spec.grid, multimodal[m], run_features, paper is not None,
+            protocol_epochs=int(spec.defaults.get('epochs', TrainConfig.epochs)))
         if not multimodal[m] and data_info['paper_dataset']:
             model_notes.insert(0, 'uses interactions only, the same inputs as the paper')
         if (notes or {}).get(m):
             model_notes.append(notes[m])
         entries_dict = {
-            'model': m, 'imported': imported, 'multimodal': multimodal[m],
+            'model': m, 'registered_model': variants[m], 'imported': imported,
+            'multimodal': multimodal[m],
             'features': run_features if multimodal[m] else 'not used',
             'paper': list(paper) if paper else None,
             'summary': aggregate(records), 'notes': model_notes,
@@ -880,11 +894,15 @@ def compare(
         (r['seconds_per_epoch'] + r['eval_seconds_per_epoch']) * r['epochs_run']
         for e in report['models'] if not e['imported'] for r in e['runs'])
     out.mkdir(parents=True, exist_ok=True)
+    chart = out / f'{stem}.png'
     if plot:
         try:
-            report['plot'] = str(plot_report(report, out / f'{stem}.png'))
+            report['plot'] = str(plot_report(report, chart))
         except ImportError as e:
             log.warning('%s; no chart written', e)
+    if 'plot' not in report and chart.exists():  # An earlier report's: stale now.
+        chart.unlink()
+        log.info('Removed %s (an earlier report\'s chart)', chart)
     info = machine_info()
     info['omp_num_threads'] = os.environ.get('OMP_NUM_THREADS')
     info['command'] = command
@@ -897,3 +915,113 @@ def compare(
     (out / f'{stem}.md').write_text(format_report(report))
     log.info('Report: %s', out / f'{stem}.md')
     return report
+
+
+# Command line ################################################################
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    r"""The options of ``pyg-mentor compare`` / ``python benchmarks/compare.py``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=(
+            'Train models over seeds with the MMRec protocol and write a comparison '
+            'report. Runs go to --runs (default: runs/compare-<dataset>/<label>/seed-<seed>/; '
+            'rerunning skips finished runs and resumes interrupted ones); the report '
+            '<name>.md/.json/.png goes to --out (default: the --runs folder). Nothing is '
+            'written into the repository unless --out/--runs point there.'))
+    parser.add_argument('--dataset', required=True,
+                        help="MMRec dataset name under --root, or 'synthetic' / "
+                             "'synthetic-baby' (planted structure)")
+    parser.add_argument('--models', default=None,
+                        help='comma-separated registered models (default: all); '
+                             'LABEL=MODEL trains MODEL under its own label, with its '
+                             'own --set LABEL:key=value (e.g. a modality ablation: '
+                             'mentor,mentor_text=mentor --set mentor_text:modalities=text)')
+    parser.add_argument('--seeds', type=int, default=3,
+                        help='runs per model, seeds 999, 1000, ... (the seed option; '
+                             'default: %(default)s)')
+    parser.add_argument('--root', default=None,
+                        help='folder holding <dataset>/ (default: $PYG_MENTOR_DATA '
+                             'or ./datasets)')
+    parser.add_argument('--runs', default=None,
+                        help='folder of the runs (default: runs/compare-<dataset>)')
+    parser.add_argument('--out', default=None,
+                        help='folder of the report <name>.md/.json/.png (default: the '
+                             '--runs folder; --out benchmarks/results updates the '
+                             'committed reports)')
+    parser.add_argument('--name', default=None,
+                        help='file stem of the report (default: compare_<dataset>)')
+    parser.add_argument('--set', nargs='+', action='extend', default=[],
+                        metavar='[LABEL:]KEY=VALUE',
+                        help='options for every model (lr=1e-3) or one '
+                             '(mentor:epochs=10); list values are grid axes')
+    parser.add_argument('--no-grid', action='store_true',
+                        help="registered defaults only (default: search each model's "
+                             'registered grid on the first seed, winner chosen on valid '
+                             'and reused for the other seeds)')
+    parser.add_argument('--max-epochs', type=int, default=None,
+                        help='cap on the epochs of every run (reported as capped)')
+    parser.add_argument('--import', dest='imports', action='append', default=[],
+                        metavar='MODEL=RUN_FOLDER',
+                        help='report an existing (finished or partial) run folder for '
+                             'MODEL instead of training it; repeatable')
+    parser.add_argument('--note', action='append', default=[], metavar='MODEL=TEXT',
+                        help='a note for MODEL in the report (e.g. where its fixed '
+                             'hyper-parameters come from); repeatable')
+    parser.add_argument('--no-plot', action='store_true', help='no PNG bar chart')
+    parser.add_argument('--scale', type=float, default=1.0,
+                        help='size factor of synthetic-<shape> datasets')
+    parser.add_argument('--data-seed', type=int, default=0,
+                        help='seed of the synthetic generator')
+    parser.add_argument('--surrogate-features', choices=('interactions', 'random'),
+                        default=None,
+                        help='SURROGATE image/text features for datasets without any; '
+                             'needed by multimodal models there (see '
+                             'pyg_mentor.datasets.surrogate)')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    r"""Runs a comparison from command-line arguments, prints the report and
+    where it was written. :obj:`prog` names the command in the help and in the
+    report (default: ``python benchmarks/compare.py``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or 'python benchmarks/compare.py'
+    args = build_parser(prog).parse_args(argv)
+    from pyg_mentor.nn.models.base import MODELS, get_model_spec  # torch: after parsing
+
+    get_model_spec('lightgcn')  # Imports the registry.
+    imports = parse_imports(args.imports)
+    imported = {m for m, _ in imports}
+    if args.models:
+        models = [m.strip() for m in args.models.split(',') if m.strip()]
+    else:
+        models = sorted(m for m in MODELS if m not in imported)
+    labels = [m.partition('=')[0].strip() for m in models]  # LABEL=MODEL entries
+    common, per_model = parse_model_assignments(
+        args.set, [m for m in labels if m not in imported])
+    runs = Path(args.runs) if args.runs else Path(f'runs/compare-{args.dataset}')
+    out = Path(args.out) if args.out else runs
+    report = compare(
+        args.dataset, models, args.seeds, root=args.root, runs_dir=runs, out_dir=out,
+        options=common, model_options=per_model, grid=not args.no_grid,
+        max_epochs=args.max_epochs, imports=imports, surrogate=args.surrogate_features,
+        scale=args.scale, data_seed=args.data_seed, plot=not args.no_plot, name=args.name,
+        command=f'{prog} {shlex.join(argv)}',
+        notes=dict(parse_model_pairs(args.note, '--note', 'TEXT')))
+    stem = out / (args.name or f'compare_{args.dataset}')
+    print(stem.with_suffix('.md').read_text())
+    print(f"report: {stem.with_suffix('.md')} (+ .json{', .png' if 'plot' in report else ''})")
+    return 0
+
+
+if __name__ == '__main__':
+    from pyg_mentor.cli import setup_logging
+
+    setup_logging(verbose=False)
+    try:
+        sys.exit(main())
+    except (KeyError, ValueError, OSError) as e:
+        print(f'compare: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}',
+              file=sys.stderr)
+        sys.exit(2)

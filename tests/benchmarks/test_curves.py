@@ -1,5 +1,7 @@
 import pytest
 
+from benchmarks import curves
+
 
 def _write(run, rows):
     run.mkdir()
@@ -8,8 +10,8 @@ def _write(run, rows):
     (run / 'log.csv').write_text('\n'.join(lines) + '\n')
 
 
-def test_curves_side_by_side_and_best_epoch(tmp_path, load_benchmark):
-    module = load_benchmark('curves')
+def test_curves_side_by_side_and_best_epoch(tmp_path):
+    module = curves
     # Run a: 0.06122 and 0.06118 both round to 0.0612, so the first (epoch 1) is best.
     _write(tmp_path / 'a', [(0, 0.05, 0.051), (1, 0.06122, 0.062), (2, 0.06118, None)])
     _write(tmp_path / 'b', [(0, 0.07, 0.071)])
@@ -27,8 +29,8 @@ def test_curves_side_by_side_and_best_epoch(tmp_path, load_benchmark):
     assert '| 1 | 1.0000 | .0612 |' in text.splitlines()
 
 
-def test_curves_clear_errors(tmp_path, load_benchmark):
-    module = load_benchmark('curves')
+def test_curves_clear_errors(tmp_path):
+    module = curves
     _write(tmp_path / 'a', [(0, 0.05, 0.051)])
     with pytest.raises(KeyError, match='ndcg@20'):
         module.main([str(tmp_path / 'a'), '--metrics', 'valid/ndcg@20'])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from benchmarks import epoch
 
-def test_quick_run(tmp_path, capsys, load_benchmark):
+
+def test_quick_run(tmp_path, capsys):
     out = tmp_path / 'e.json'
-    result = load_benchmark('epoch').main(['--quick', '--out', str(out)])
+    result = epoch.main(['--quick', '--out', str(out)])
     saved = json.loads(out.read_text())
     assert saved['quick'] and saved['steps'] == 1
     assert {'date', 'torch', 'threads', 'cores', 'command', 'run_time_s'} <= set(saved)
@@ -37,7 +39,7 @@ def test_quick_run(tmp_path, capsys, load_benchmark):
     assert '| release-style |' in capsys.readouterr().out
 
 
-def test_memory_probe(load_benchmark):
-    memory = load_benchmark('epoch').measure_memory('mf_bpr', ['--quick'])
+def test_memory_probe():
+    memory = epoch.measure_memory('mf_bpr', ['--quick'])
     if memory is not None:  # Linux only
         assert memory['peak_bytes'] >= memory['data_rss_bytes'] > 0
