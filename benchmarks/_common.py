@@ -35,9 +35,11 @@ def default_out(name: str) -> Path:
 
 def out_help(name: str) -> str:
     r"""The ``--out`` help text of benchmark :obj:`name`."""
-    return (f'JSON output, markdown beside it where the script writes one (default: '
-            f'{default_out(name)}; to update the committed table: '
-            f'--out benchmarks/results/{name}.json)')
+    return (
+        f'JSON output, markdown beside it where the script writes one (default: '
+        f'{default_out(name)}; to update the committed table: '
+        f'--out benchmarks/results/{name}.json)'
+    )
 
 
 def check_out(path: str | Path, quick: bool) -> Path:
@@ -49,13 +51,16 @@ def check_out(path: str | Path, quick: bool) -> Path:
     """
     path = Path(path)
     if quick and path.resolve().is_relative_to(RESULTS.resolve()):
-        raise ValueError(f'{path}: a quick run does not write into benchmarks/results/ '
-                         '(the committed full-size tables); choose another --out')
+        raise ValueError(
+            f'{path}: a quick run does not write into benchmarks/results/ '
+            '(the committed full-size tables); choose another --out'
+        )
     return path
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], object]], repeat: int,
-                     warmup: int = 0) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]], repeat: int, warmup: int = 0
+) -> dict[str, list[float]]:
     r"""Seconds of :obj:`repeat` calls of every function, alternating between them so
     that load from other processes hits all of them alike, after :obj:`warmup`
     untimed calls of each. A function that must keep its output stores it itself."""
@@ -74,8 +79,13 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], repeat: int,
 def _commit() -> str | None:
     try:
         # e.g. 'bf43582', or 'bf43582-dirty' when the working tree has uncommitted changes
-        out = subprocess.run(['git', 'describe', '--always', '--dirty', '--abbrev=7'],
-                             capture_output=True, text=True, timeout=5, cwd=REPO)
+        out = subprocess.run(
+            ['git', 'describe', '--always', '--dirty', '--abbrev=7'],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=REPO,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -104,10 +114,12 @@ def machine_line(info: Mapping[str, Any] | None = None) -> str:
     <a, b, c>, OMP_WAIT_POLICY=<p>'``: the line every markdown table starts with."""
     info = machine_info() if info is None else info
     load = info['load_average']
-    return (f'{info["date"]}, commit {info["commit"]}; torch {info["torch"]}, '
-            f'{info["threads"]} threads on {info["cores"]} cores, load average '
-            f'{"n/a" if load is None else ", ".join(f"{x:.1f}" for x in load)}, '
-            f'OMP_WAIT_POLICY={info["omp_wait_policy"] or "unset"}')
+    return (
+        f'{info["date"]}, commit {info["commit"]}; torch {info["torch"]}, '
+        f'{info["threads"]} threads on {info["cores"]} cores, load average '
+        f'{"n/a" if load is None else ", ".join(f"{x:.1f}" for x in load)}, '
+        f'OMP_WAIT_POLICY={info["omp_wait_policy"] or "unset"}'
+    )
 
 
 def save_result(path: str | Path, benchmark: str, **fields: Any) -> dict[str, Any]:

@@ -45,6 +45,7 @@ grid subsets, imported or partial runs). Everything it says about a run (patienc
 epoch cap, metric, options) is read from the run's own records
 (:func:`pyg_mentor.run_folder.read_run`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,7 @@ def paper_table() -> dict[str, Any]:
     ``results[dataset][model]`` (one value per metric)."""
     table = json.loads(PAPER_FILE.read_text())
     if tuple(table['metrics']) != METRICS:
-        raise ValueError(f"{PAPER_FILE}: metrics {table['metrics']}, expected {METRICS}")
+        raise ValueError(f'{PAPER_FILE}: metrics {table["metrics"]}, expected {METRICS}')
     return table
 
 
@@ -163,17 +164,19 @@ def parse_model_assignments(
         if ':' in key:
             model, _, rest = pair.partition(':')
             if model not in models:
-                raise ValueError(f"--set '{pair}' names model '{model}', which is not "
-                                 f'compared (models: {list(models)})')
+                raise ValueError(
+                    f"--set '{pair}' names model '{model}', which is not "
+                    f'compared (models: {list(models)})'
+                )
             per_model.setdefault(model, []).append(rest)
         else:
             common.append(pair)
-    return (parse_assignments(common),
-            {m: parse_assignments(p) for m, p in per_model.items()})
+    return (parse_assignments(common), {m: parse_assignments(p) for m, p in per_model.items()})
 
 
-def parse_model_pairs(pairs: Sequence[str], option: str = '--import',
-                      value: str = 'RUN_FOLDER') -> list[tuple[str, str]]:
+def parse_model_pairs(
+    pairs: Sequence[str], option: str = '--import', value: str = 'RUN_FOLDER'
+) -> list[tuple[str, str]]:
     r"""``['mentor=runs/x']`` -> ``[('mentor', 'runs/x')]``; a clear error naming
     :obj:`option` otherwise."""
     out = []
@@ -270,22 +273,33 @@ def record_from_run(saved: SavedRun, source: str) -> RunRecord:
     r"""A :class:`RunRecord` from what :func:`~pyg_mentor.run_folder.read_run`
     read (a single run, a grid, or an interrupted run: ``status='partial'``)."""
     result = saved.result
-    cfg = TrainConfig(**{k: v for k, v in saved.train_config.items()
-                         if k in TrainConfig.__dataclass_fields__})
+    cfg = TrainConfig(
+        **{k: v for k, v in saved.train_config.items() if k in TrainConfig.__dataclass_fields__}
+    )
     epochs_run = int(result.get('epochs_run', 0))
     eval_seconds = result.get('eval_seconds')
     return RunRecord(
-        model=saved.model, seed=cfg.seed, path=str(saved.folder), source=source,
-        status=result.get('status', 'partial'), best_epoch=int(result.get('best_epoch', -1)),
-        epochs_run=epochs_run, epochs_cap=cfg.epochs,
+        model=saved.model,
+        seed=cfg.seed,
+        path=str(saved.folder),
+        source=source,
+        status=result.get('status', 'partial'),
+        best_epoch=int(result.get('best_epoch', -1)),
+        epochs_run=epochs_run,
+        epochs_cap=cfg.epochs,
         seconds_per_epoch=_float(result.get('seconds_per_epoch')),
         eval_seconds_per_epoch=_float(eval_seconds) / max(epochs_run, 1),
-        valid=dict(result.get('valid') or {}), test=dict(result.get('test') or {}),
-        model_kwargs=dict(saved.model_kwargs), varied=dict(result.get('varied') or {}),
+        valid=dict(result.get('valid') or {}),
+        test=dict(result.get('test') or {}),
+        model_kwargs=dict(saved.model_kwargs),
+        varied=dict(result.get('varied') or {}),
         num_trials=len(result.get('trials', [])) or 1,
-        valid_metric=cfg.valid_metric, select_on=cfg.select_on,
-        surrogate_features=saved.source.surrogate_features, dataset=saved.source.dataset,
-        patience=cfg.patience)
+        valid_metric=cfg.valid_metric,
+        select_on=cfg.select_on,
+        surrogate_features=saved.source.surrogate_features,
+        dataset=saved.source.dataset,
+        patience=cfg.patience,
+    )
 
 
 def _float(value: Any) -> float:
@@ -343,44 +357,66 @@ def train_seeds(
     for i, seed in enumerate(seeds):
         run_options = {**options, **winner, 'seed': seed}
         run_dir = runs_dir / f'seed-{seed}'
-        stamp = {'model': model, 'dataset': dataset, 'data': dict(data_info),
-                 'options': run_options}
+        stamp = {
+            'model': model,
+            'dataset': dataset,
+            'data': dict(data_info),
+            'options': run_options,
+        }
         stamp_path = run_dir / 'compare.json'
         old = read_json(stamp_path)
         if old is not None:
-            mismatch = {k: (old.get(k), stamp[k]) for k in ('model', 'dataset', 'data')
-                        if old.get(k) != json.loads(json.dumps(stamp[k]))}
+            mismatch = {
+                k: (old.get(k), stamp[k])
+                for k in ('model', 'dataset', 'data')
+                if old.get(k) != json.loads(json.dumps(stamp[k]))
+            }
             old_opts = _stable(old.get('options', {}))
             new_opts = json.loads(json.dumps(_stable(run_options)))
             if old_opts != new_opts:
                 mismatch['options'] = (old_opts, new_opts)
-            changed = {k for k in set(old_opts) | set(new_opts)
-                       if old_opts.get(k) != new_opts.get(k)}
+            changed = {
+                k for k in set(old_opts) | set(new_opts) if old_opts.get(k) != new_opts.get(k)
+            }
             if set(mismatch) == {'options'} and changed and changed <= set(winner):
                 raise ValueError(
                     f'{run_dir} was trained with an earlier grid winner '
                     f'{ {k: old_opts.get(k) for k in changed} }; the winner is now '
                     f'{ {k: new_opts.get(k) for k in changed} } (e.g. after raising the '
-                    'epoch cap). Delete that folder to retrain it with the new winner.')
+                    'epoch cap). Delete that folder to retrain it with the new winner.'
+                )
             if mismatch:
                 raise ValueError(
                     f'{run_dir} was started with other settings (old, new): {mismatch}. '
-                    'Use another --runs folder or delete that one.')
+                    'Use another --runs folder or delete that one.'
+                )
         epochs = int(run_options.get('epochs', TrainConfig.epochs))
         if _is_done(run_dir, epochs):
             log.info('%s seed %d: finished, skipped (%s)', model, seed, run_dir)
         else:
-            log.info('%s seed %d (%d/%d): training in %s', model, seed, i + 1,
-                     len(seeds), run_dir)
+            log.info('%s seed %d (%d/%d): training in %s', model, seed, i + 1, len(seeds), run_dir)
             write_json(stamp_path, stamp)
             t0 = time.perf_counter()
-            metrics = train_model(model, data, run_options, run_dir, resume=True,
-                                  dataset=dataset, data_cache=data_cache)
-            log.info('%s seed %d: %s at epoch %d of %d, test %s %.4f (%.0f s)', model,
-                     seed, metrics['status'], metrics['best_epoch'],
-                     metrics['epochs_run'], 'recall@20',
-                     (metrics.get('test') or {}).get('recall@20', math.nan),
-                     time.perf_counter() - t0)
+            metrics = train_model(
+                model,
+                data,
+                run_options,
+                run_dir,
+                resume=True,
+                dataset=dataset,
+                data_cache=data_cache,
+            )
+            log.info(
+                '%s seed %d: %s at epoch %d of %d, test %s %.4f (%.0f s)',
+                model,
+                seed,
+                metrics['status'],
+                metrics['best_epoch'],
+                metrics['epochs_run'],
+                'recall@20',
+                (metrics.get('test') or {}).get('recall@20', math.nan),
+                time.perf_counter() - t0,
+            )
         saved = read_run(run_dir, checkpoint=None)
         records.append(record_from_run(saved, 'trained'))
         if i == 0 and 'trials' in saved.result:
@@ -412,8 +448,7 @@ def aggregate(records: Sequence[RunRecord]) -> dict[str, Any]:
     for metric in METRICS:
         mean, std = _mean_std([r.test.get(metric, math.nan) for r in scored])
         out[metric] = {'mean': mean, 'std': std}
-    for key in ('best_epoch', 'epochs_run', 'seconds_per_epoch',
-                'eval_seconds_per_epoch'):
+    for key in ('best_epoch', 'epochs_run', 'seconds_per_epoch', 'eval_seconds_per_epoch'):
         mean, std = _mean_std([float(getattr(r, key)) for r in records])
         out[key] = {'mean': mean, 'std': std}
     out['statuses'] = sorted({r.status for r in records})
@@ -434,31 +469,38 @@ def why_they_differ(
     registered epoch budget (what its protocol trains without a cap)."""
     notes = []
     if paper and multimodal and features != 'real':
-        notes.append(f'item features are {features}, not the image/text features of '
-                     'the paper (MMRec\'s image_feat.npy / text_feat.npy are not '
-                     'available offline)')
+        notes.append(
+            f'item features are {features}, not the image/text features of '
+            "the paper (MMRec's image_feat.npy / text_feat.npy are not "
+            'available offline)'
+        )
     capped = [r for r in records if r.capped]
     if capped:
         caps = sorted({r.epochs_cap for r in capped})
         improving = sum(r.best_epoch >= r.epochs_run - 2 for r in capped)
         best = ', '.join(str(r.best_epoch) for r in capped)
-        budget = (f' (the protocol trains up to {protocol_epochs} epochs)'
-                  if protocol_epochs and protocol_epochs > max(caps) else '')
-        notes.append(f'{len(capped)} of {len(records)} run(s) hit the epoch cap '
-                     f'({", ".join(map(str, caps))}) before early stopping{budget}, '
-                     f'best epoch {best}'
-                     + (f': {improving} still improving at the cap, under-trained'
-                        if improving else ''))
+        budget = (
+            f' (the protocol trains up to {protocol_epochs} epochs)'
+            if protocol_epochs and protocol_epochs > max(caps)
+            else ''
+        )
+        notes.append(
+            f'{len(capped)} of {len(records)} run(s) hit the epoch cap '
+            f'({", ".join(map(str, caps))}) before early stopping{budget}, '
+            f'best epoch {best}'
+            + (f': {improving} still improving at the cap, under-trained' if improving else '')
+        )
     partial = [r for r in records if r.status == 'partial']
     for r in partial:
         if r.test:
-            notes.append(f'imported run {r.path} is unfinished ({r.epochs_run} epochs '
-                         f'so far, best at epoch {r.best_epoch}): numbers are provisional')
+            notes.append(
+                f'imported run {r.path} is unfinished ({r.epochs_run} epochs '
+                f'so far, best at epoch {r.best_epoch}): numbers are provisional'
+            )
         else:
             notes.append(f'imported run {r.path} has no finished epoch yet')
     if any(r.status == 'nan_loss' for r in records):
-        notes.append('a run stopped on a non-finite loss (its best epoch before that '
-                     'is reported)')
+        notes.append('a run stopped on a non-finite loss (its best epoch before that is reported)')
     trained = [r for r in records if r.source == 'trained']
     if trained:
         first = trained[0]
@@ -466,26 +508,35 @@ def why_they_differ(
         full = dict(spec_grid or {})
         if first.num_trials > 1:
             subset = set(full) != set(searched) or any(
-                len(v) < len(full.get(k, [])) for k, v in _axes_of(first).items())
-            notes.append(f'hyper-parameters: a {first.num_trials}-trial grid'
-                         f'{" (a subset of the registered grid)" if subset else ""} '
-                         f'searched on the first seed, winner {searched} chosen on '
-                         'valid (the released code chooses on test) and reused for '
-                         'the other seeds (the first seed\'s run is the best of '
-                         f'{first.num_trials} on valid, so it may be optimistic)')
+                len(v) < len(full.get(k, [])) for k, v in _axes_of(first).items()
+            )
+            notes.append(
+                f'hyper-parameters: a {first.num_trials}-trial grid'
+                f'{" (a subset of the registered grid)" if subset else ""} '
+                f'searched on the first seed, winner {searched} chosen on '
+                'valid (the released code chooses on test) and reused for '
+                "the other seeds (the first seed's run is the best of "
+                f'{first.num_trials} on valid, so it may be optimistic)'
+            )
         elif full:
             changed = _short_kwargs(first)
-            notes.append('hyper-parameters: no grid search ('
-                         + ('registered defaults' if changed == 'registered defaults'
-                            else f'registered defaults, changed: {changed}')
-                         + f'); the paper tunes {sorted(full)} per dataset')
+            notes.append(
+                'hyper-parameters: no grid search ('
+                + (
+                    'registered defaults'
+                    if changed == 'registered defaults'
+                    else f'registered defaults, changed: {changed}'
+                )
+                + f'); the paper tunes {sorted(full)} per dataset'
+            )
     if len(records) > 1:
-        notes.append(f'mean ± std over {len(records)} runs (seeds '
-                     f'{", ".join(str(r.seed) for r in records)})'
-                     + ('; the paper reports one run' if paper else ''))
+        notes.append(
+            f'mean ± std over {len(records)} runs (seeds '
+            f'{", ".join(str(r.seed) for r in records)})'
+            + ('; the paper reports one run' if paper else '')
+        )
     if any(r.source == 'imported' for r in records):
-        notes.append('imported: ' + ', '.join(r.path for r in records
-                                              if r.source == 'imported'))
+        notes.append('imported: ' + ', '.join(r.path for r in records if r.source == 'imported'))
     return notes
 
 
@@ -534,25 +585,27 @@ def _epochs(records: Sequence[RunRecord], key: str) -> str:
     if len(values) == 1:
         return str(values[0])
     mean, std = _mean_std([float(v) for v in values])
-    return f"{mean:.1f} ± {std:.1f} ({', '.join(map(str, values))})"
+    return f'{mean:.1f} ± {std:.1f} ({", ".join(map(str, values))})'
 
 
 def _recorded(records_by_model: Mapping[str, Sequence[RunRecord]], key: str) -> str:
     r"""What the runs recorded for a training option (e.g. ``patience``): one value,
     or the values of each model where they differ."""
-    values = {m: sorted({str(getattr(r, key)) for r in rs})
-              for m, rs in records_by_model.items() if rs}
+    values = {
+        m: sorted({str(getattr(r, key)) for r in rs}) for m, rs in records_by_model.items() if rs
+    }
     distinct = {v for vs in values.values() for v in vs}
     if len(distinct) <= 1:
         return next(iter(distinct), 'n/a')
-    return ', '.join(f"{m} {'/'.join(vs)}" for m, vs in values.items())
+    return ', '.join(f'{m} {"/".join(vs)}' for m, vs in values.items())
 
 
 def _hyper_text(records: Sequence[RunRecord]) -> str:
     first = records[0]
     if first.varied:
         return ', '.join(f'{k}={v}' for k, v in first.varied.items()) + (
-            f' (grid of {first.num_trials})' if first.num_trials > 1 else '')
+            f' (grid of {first.num_trials})' if first.num_trials > 1 else ''
+        )
     return _short_kwargs(first)
 
 
@@ -562,25 +615,28 @@ def format_report(report: Mapping[str, Any]) -> str:
 
     meta = report['meta']
     by_model = {e['model']: [RunRecord(**r) for r in e['runs']] for e in report['models']}
-    lines = [f"# Model comparison on `{report['dataset']}`", '']
+    lines = [f'# Model comparison on `{report["dataset"]}`', '']
     lines += [
-        f"- Command: `{meta.get('command') or '(library call)'}`",
-        f"- Date: {meta['date']}; commit: {meta['commit']}; wall time of this "
-        f"invocation: {meta['wall_seconds'] / 60:.1f} min (finished runs are skipped); "
-        f"training + evaluation time of the reported runs: "
-        f"{report['compute_seconds'] / 60:.1f} min (grid trials other than the winner "
+        f'- Command: `{meta.get("command") or "(library call)"}`',
+        f'- Date: {meta["date"]}; commit: {meta["commit"]}; wall time of this '
+        f'invocation: {meta["wall_seconds"] / 60:.1f} min (finished runs are skipped); '
+        f'training + evaluation time of the reported runs: '
+        f'{report["compute_seconds"] / 60:.1f} min (grid trials other than the winner '
         'and imported runs not counted)',
-        f"- Machine: {meta['cores']} CPU cores, torch {meta['torch']}, torch_geometric "
-        f"{meta['torch_geometric']}, {meta['threads']} torch thread(s) "
-        f"(OMP_NUM_THREADS={meta.get('omp_num_threads')}), load average at report "
-        f"time {', '.join(f'{x:.1f}' for x in meta['load_average'] or [])} (s/epoch "
+        f'- Machine: {meta["cores"]} CPU cores, torch {meta["torch"]}, torch_geometric '
+        f'{meta["torch_geometric"]}, {meta["threads"]} torch thread(s) '
+        f'(OMP_NUM_THREADS={meta.get("omp_num_threads")}), load average at report '
+        f'time {", ".join(f"{x:.1f}" for x in meta["load_average"] or [])} (s/epoch '
         'depend on what else ran on the machine during each run)',
-        f"- Data: {report['data']['description']}",
-        f"- Seeds: {report['seeds']}; hyper-parameters: "
-        + ('registered grid searched once per model on the first seed (winner chosen '
-           'on valid, reused for the other seeds)' if report['grid'] else
-           'registered defaults plus overrides (no grid search)')
-        + (f"; epochs capped at {report['max_epochs']}" if report['max_epochs'] else ''),
+        f'- Data: {report["data"]["description"]}',
+        f'- Seeds: {report["seeds"]}; hyper-parameters: '
+        + (
+            'registered grid searched once per model on the first seed (winner chosen '
+            'on valid, reused for the other seeds)'
+            if report['grid']
+            else 'registered defaults plus overrides (no grid search)'
+        )
+        + (f'; epochs capped at {report["max_epochs"]}' if report['max_epochs'] else ''),
         '- Protocol: MMRec (full ranking, train items masked, early stopping on the '
         f'valid metric ({_recorded(by_model, "valid_metric")}) rounded to '
         f'{SCORE_DECIMALS} decimals, patience {_recorded(by_model, "patience")}, as '
@@ -596,21 +652,26 @@ def format_report(report: Mapping[str, Any]) -> str:
     for entry in report['models']:
         s = entry['summary']
         records = by_model[entry['model']]
-        runs = f"{s['scored_runs']}" + (' (imported)' if entry['imported'] else '')
+        runs = f'{s["scored_runs"]}' + (' (imported)' if entry['imported'] else '')
         metric_cells = ' | '.join(_fmt(s[m]['mean'], s[m]['std']) for m in METRICS)
         lines.append(
-            f"| {entry['model']} | {runs} | {_hyper_text(records)} | {metric_cells} "
-            f"| {_epochs(records, 'best_epoch')} | {_epochs(records, 'epochs_run')} "
-            f"| {_status_text(records)} "
-            f"| {_fmt(s['seconds_per_epoch']['mean'], math.nan, 2)} "
-            f"| {_fmt(s['eval_seconds_per_epoch']['mean'], math.nan, 2)} |")
+            f'| {entry["model"]} | {runs} | {_hyper_text(records)} | {metric_cells} '
+            f'| {_epochs(records, "best_epoch")} | {_epochs(records, "epochs_run")} '
+            f'| {_status_text(records)} '
+            f'| {_fmt(s["seconds_per_epoch"]["mean"], math.nan, 2)} '
+            f'| {_fmt(s["eval_seconds_per_epoch"]["mean"], math.nan, 2)} |'
+        )
 
     with_paper = [e for e in report['models'] if e.get('paper')]
     if with_paper:
-        lines += ['', f"## Beside the paper ({report['paper_source']})", '',
-                  '| model | ours R@10 | paper | ours R@20 | paper | ours N@10 | paper '
-                  '| ours N@20 | paper | ours / paper (R@20) | features |',
-                  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+        lines += [
+            '',
+            f'## Beside the paper ({report["paper_source"]})',
+            '',
+            '| model | ours R@10 | paper | ours R@20 | paper | ours N@10 | paper '
+            '| ours N@20 | paper | ours / paper (R@20) | features |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+        ]
         for entry in with_paper:
             s, paper = entry['summary'], entry['paper']
             cells = []
@@ -618,34 +679,46 @@ def format_report(report: Mapping[str, Any]) -> str:
                 cells += [_fmt(s[metric]['mean'], math.nan), f'{value:.4f}']
             mean = s['recall@20']['mean']
             ratio = '-' if math.isnan(mean) else f'{mean / paper[1]:.3f}'
-            lines.append(f"| {entry['model']} | {' | '.join(cells)} | {ratio} "
-                         f"| {entry['features']} |")
+            lines.append(
+                f'| {entry["model"]} | {" | ".join(cells)} | {ratio} | {entry["features"]} |'
+            )
     elif report['data']['paper_dataset'] is None:
-        lines += ['', f"No paper numbers: `{report['dataset']}` is not one of the "
-                  "paper's datasets (baby, sports, clothing)."]
+        lines += [
+            '',
+            f'No paper numbers: `{report["dataset"]}` is not one of the '
+            "paper's datasets (baby, sports, clothing).",
+        ]
 
-    lines += ['', '## Why our numbers differ from the paper' if with_paper else
-              '## Notes on the runs', '']
+    lines += [
+        '',
+        '## Why our numbers differ from the paper' if with_paper else '## Notes on the runs',
+        '',
+    ]
     for entry in report['models']:
         notes = entry['notes'] or ['nothing known']
-        lines.append(f"- **{entry['model']}**: " + '; '.join(notes) + '.')
+        lines.append(f'- **{entry["model"]}**: ' + '; '.join(notes) + '.')
 
-    lines += ['', '## Every run', '',
-              '| model | seed | source | status | best epoch | epochs run | valid '
-              'metric | test R@20 | test N@20 | s/epoch | folder |',
-              '|---|---:|---|---|---:|---:|---|---:|---:|---:|---|']
+    lines += [
+        '',
+        '## Every run',
+        '',
+        '| model | seed | source | status | best epoch | epochs run | valid '
+        'metric | test R@20 | test N@20 | s/epoch | folder |',
+        '|---|---:|---|---|---:|---:|---|---:|---:|---:|---|',
+    ]
     for entry in report['models']:
         for r in entry['runs']:
             valid = r['valid'].get(r['valid_metric'], math.nan)
             lines.append(
-                f"| {r['model']} | {r['seed']} | {r['source']} | {r['status']} "
-                f"| {r['best_epoch']} | {r['epochs_run']} "
-                f"| {r['valid_metric']} {_fmt(valid, math.nan)} "
-                f"| {_fmt(r['test'].get('recall@20', math.nan), math.nan)} "
-                f"| {_fmt(r['test'].get('ndcg@20', math.nan), math.nan)} "
-                f"| {_fmt(r['seconds_per_epoch'], math.nan, 2)} | `{r['path']}` |")
+                f'| {r["model"]} | {r["seed"]} | {r["source"]} | {r["status"]} '
+                f'| {r["best_epoch"]} | {r["epochs_run"]} '
+                f'| {r["valid_metric"]} {_fmt(valid, math.nan)} '
+                f'| {_fmt(r["test"].get("recall@20", math.nan), math.nan)} '
+                f'| {_fmt(r["test"].get("ndcg@20", math.nan), math.nan)} '
+                f'| {_fmt(r["seconds_per_epoch"], math.nan, 2)} | `{r["path"]}` |'
+            )
     if report.get('plot'):
-        lines += ['', f"![R@20 and N@20]({Path(report['plot']).name})"]
+        lines += ['', f'![R@20 and N@20]({Path(report["plot"]).name})']
     return '\n'.join(lines) + '\n'
 
 
@@ -658,11 +731,11 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
     """
     try:
         import matplotlib
+
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError('The bar chart needs matplotlib: '
-                          'pip install "pyg_mentor[plot]"') from e
+        raise ImportError('The bar chart needs matplotlib: pip install "pyg_mentor[plot]"') from e
 
     entries = report['models']
     names = [e['model'] + (' (imported)' if e['imported'] else '') for e in entries]
@@ -675,22 +748,26 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
         stds = [e['summary'][metric]['std'] for e in entries]
         shift = -width / 2 if has_paper else 0.0
         single = all(std is None or math.isnan(std) for std in stds)
-        bars = ax.bar([i + shift for i in x],
-                      [0.0 if math.isnan(m) else m for m in means], width,
-                      yerr=None if single else [0.0 if std is None or math.isnan(std)
-                                                else std for std in stds],
-                      capsize=3, color='C0',
-                      label='ours (1 run)' if single else 'ours (mean ± std)')
+        bars = ax.bar(
+            [i + shift for i in x],
+            [0.0 if math.isnan(m) else m for m in means],
+            width,
+            yerr=None
+            if single
+            else [0.0 if std is None or math.isnan(std) else std for std in stds],
+            capsize=3,
+            color='C0',
+            label='ours (1 run)' if single else 'ours (mean ± std)',
+        )
         for bar, e in zip(bars, entries):
             if any(r['status'] in ('max_epochs', 'partial') for r in e.get('runs', [])):
                 bar.set_hatch('//')  # Capped or unfinished: under-trained.
         if has_paper:
             paper = [e['paper'][col] if e.get('paper') else 0.0 for e in entries]
-            ax.bar([i + width / 2 for i in x], paper, width, label='paper', color='C1',
-                   alpha=0.7)
+            ax.bar([i + width / 2 for i in x], paper, width, label='paper', color='C1', alpha=0.7)
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=30, ha='right', fontsize=8)
-        ax.set_title(f"test {LABELS[metric]} on {report['dataset']}")
+        ax.set_title(f'test {LABELS[metric]} on {report["dataset"]}')
         ax.grid(axis='y', alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.text(0.01, 0.01, 'hatched: capped or unfinished runs', fontsize=7)
@@ -705,26 +782,39 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
 # Entry point #################################################################
 
 
-def _describe_data(dataset: str, data: HeteroData | None, surrogate: str | None,
-                   features: str) -> dict[str, Any]:
+def _describe_data(
+    dataset: str, data: HeteroData | None, surrogate: str | None, features: str
+) -> dict[str, Any]:
     from pyg_mentor.typing import ITEM, RATES, USER, label_key, modalities
 
     paper_dataset = dataset if dataset in paper_table()['results'] else None
-    info: dict[str, Any] = {'name': dataset, 'surrogate_features': surrogate,
-                            'features': features, 'paper_dataset': paper_dataset}
-    kind = ('real interactions (MMRec split)' if paper_dataset else
-            'synthetic planted data' if dataset.startswith('synthetic') else
-            'MMRec files')
+    info: dict[str, Any] = {
+        'name': dataset,
+        'surrogate_features': surrogate,
+        'features': features,
+        'paper_dataset': paper_dataset,
+    }
+    kind = (
+        'real interactions (MMRec split)'
+        if paper_dataset
+        else 'synthetic planted data'
+        if dataset.startswith('synthetic')
+        else 'MMRec files'
+    )
     if data is not None:
-        info.update(users=int(data[USER].num_nodes), items=int(data[ITEM].num_nodes),
-                    train=int(data[RATES].edge_index.size(1)),
-                    valid=int(getattr(data[RATES], label_key('valid')).size(1)),
-                    test=int(getattr(data[RATES], label_key('test')).size(1)),
-                    modalities=modalities(data))
+        info.update(
+            users=int(data[USER].num_nodes),
+            items=int(data[ITEM].num_nodes),
+            train=int(data[RATES].edge_index.size(1)),
+            valid=int(getattr(data[RATES], label_key('valid')).size(1)),
+            test=int(getattr(data[RATES], label_key('test')).size(1)),
+            modalities=modalities(data),
+        )
         info['description'] = (
-            f"`{dataset}`, {kind}: {info['users']:,} users, {info['items']:,} items, "
-            f"{info['train']:,} / {info['valid']:,} / {info['test']:,} train / valid / "
-            f"test interactions; item features: {features}")
+            f'`{dataset}`, {kind}: {info["users"]:,} users, {info["items"]:,} items, '
+            f'{info["train"]:,} / {info["valid"]:,} / {info["test"]:,} train / valid / '
+            f'test interactions; item features: {features}'
+        )
     else:
         info['description'] = f'`{dataset}`, {kind}; item features: {features}'
     return info
@@ -812,8 +902,9 @@ def compare(
             raise ValueError(f"--note for '{m}', which is not in the comparison")
     for m in model_options or {}:
         if m not in to_train:
-            raise ValueError(f"Options given for '{m}', which is not trained here "
-                             f'(trained: {to_train})')
+            raise ValueError(
+                f"Options given for '{m}', which is not trained here (trained: {to_train})"
+            )
     runs_root = Path(runs_dir) if runs_dir is not None else Path(f'runs/compare-{dataset}')
     out = Path(out_dir) if out_dir is not None else runs_root
     stem = name or f'compare_{dataset}'
@@ -825,37 +916,49 @@ def compare(
         spec = get_model_spec(variants[m])
         resolved[m] = resolve_run_options(variants[m], overrides, grid, max_epochs)
         expand_grid(spec.cls, {**spec.defaults, **resolved[m]})
-    base_seed = int(next((o['seed'] for o in resolved.values() if 'seed' in o),
-                         TrainConfig.seed))
+    base_seed = int(next((o['seed'] for o in resolved.values() if 'seed' in o), TrainConfig.seed))
     seed_list = [base_seed + i for i in range(seeds)]
 
-    multimodal = {m: get_model_spec(variants[m]).cls.multimodal
-                  for m in list(models) + sorted(imported_models)}
+    multimodal = {
+        m: get_model_spec(variants[m]).cls.multimodal
+        for m in list(models) + sorted(imported_models)
+    }
     if data is None:
         data = load_dataset(dataset, root, scale=scale, seed=data_seed, surrogate=surrogate)
     if any(multimodal[m] for m in to_train) and not modalities(data):
-        raise ValueError(f"'{dataset}' has no item features, needed by "
-                         f'{[m for m in to_train if multimodal[m]]}; pass '
-                         "--surrogate-features interactions (documented surrogates)")
+        raise ValueError(
+            f"'{dataset}' has no item features, needed by "
+            f'{[m for m in to_train if multimodal[m]]}; pass '
+            '--surrogate-features interactions (documented surrogates)'
+        )
     if surrogate is not None:
         features = f'SURROGATE ({surrogate}: see pyg_mentor.datasets.surrogate)'
     elif modalities(data):
-        features = ('planted (carry the item factors)' if dataset.startswith('synthetic')
-                    else 'real')
+        features = 'planted (carry the item factors)' if dataset.startswith('synthetic') else 'real'
     else:
         features = 'none'
     data_info = _describe_data(dataset, data, surrogate, features)
-    load_info = {'root': str(Path(root).resolve()) if root else None, 'scale': scale,
-                 'data_seed': data_seed, 'surrogate_features': surrogate}
+    load_info = {
+        'root': str(Path(root).resolve()) if root else None,
+        'scale': scale,
+        'data_seed': data_seed,
+        'surrogate_features': surrogate,
+    }
 
     entries = []
     for m in to_train:
-        records = train_seeds(variants[m], data, dataset, seed_list, runs_root / m,
-                              resolved[m], load_info,
-                              data_cache=item_graph_cache_dir(dataset, root))
+        records = train_seeds(
+            variants[m],
+            data,
+            dataset,
+            seed_list,
+            runs_root / m,
+            resolved[m],
+            load_info,
+            data_cache=item_graph_cache_dir(dataset, root),
+        )
         entries.append((m, records, False))
-    for m in [m for m in models if m in imported_models] + sorted(
-            imported_models - set(models)):
+    for m in [m for m in models if m in imported_models] + sorted(imported_models - set(models)):
         records = [load_run_record(p, variants[m]) for mm, p in imports if mm == m]
         for r in records:
             if r.dataset is not None and r.dataset != dataset:
@@ -863,8 +966,13 @@ def compare(
         entries.append((m, records, True))
 
     report: dict[str, Any] = {
-        'dataset': dataset, 'seeds': seed_list, 'grid': grid, 'max_epochs': max_epochs,
-        'data': data_info, 'paper_source': paper_table()['source'], 'models': [],
+        'dataset': dataset,
+        'seeds': seed_list,
+        'grid': grid,
+        'max_epochs': max_epochs,
+        'data': data_info,
+        'paper_source': paper_table()['source'],
+        'models': [],
     }
     for m, records, imported in entries:
         spec = get_model_spec(variants[m])
@@ -874,25 +982,37 @@ def compare(
         # A variant (label != model) is not the paper's configuration.
         paper = paper_results(m, dataset) if variants[m] == m else None
         model_notes = why_they_differ(
-            m, records, spec.grid, multimodal[m], run_features, paper is not None,
-            protocol_epochs=int(spec.defaults.get('epochs', TrainConfig.epochs)))
+            m,
+            records,
+            spec.grid,
+            multimodal[m],
+            run_features,
+            paper is not None,
+            protocol_epochs=int(spec.defaults.get('epochs', TrainConfig.epochs)),
+        )
         if not multimodal[m] and data_info['paper_dataset']:
             model_notes.insert(0, 'uses interactions only, the same inputs as the paper')
         if (notes or {}).get(m):
             model_notes.append(notes[m])
         entries_dict = {
-            'model': m, 'registered_model': variants[m], 'imported': imported,
+            'model': m,
+            'registered_model': variants[m],
+            'imported': imported,
             'multimodal': multimodal[m],
             'features': run_features if multimodal[m] else 'not used',
             'paper': list(paper) if paper else None,
-            'summary': aggregate(records), 'notes': model_notes,
+            'summary': aggregate(records),
+            'notes': model_notes,
             'runs': [asdict(r) for r in records],
         }
         report['models'].append(entries_dict)
 
     report['compute_seconds'] = sum(
         (r['seconds_per_epoch'] + r['eval_seconds_per_epoch']) * r['epochs_run']
-        for e in report['models'] if not e['imported'] for r in e['runs'])
+        for e in report['models']
+        if not e['imported']
+        for r in e['runs']
+    )
     out.mkdir(parents=True, exist_ok=True)
     chart = out / f'{stem}.png'
     if plot:
@@ -902,7 +1022,7 @@ def compare(
             log.warning('%s; no chart written', e)
     if 'plot' not in report and chart.exists():  # An earlier report's: stale now.
         chart.unlink()
-        log.info('Removed %s (an earlier report\'s chart)', chart)
+        log.info("Removed %s (an earlier report's chart)", chart)
     info = machine_info()
     info['omp_num_threads'] = os.environ.get('OMP_NUM_THREADS')
     info['command'] = command
@@ -923,61 +1043,105 @@ def compare(
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     r"""The options of ``pyg-mentor compare`` / ``python benchmarks/compare.py``."""
     parser = argparse.ArgumentParser(
-        prog=prog, description=(
+        prog=prog,
+        description=(
             'Train models over seeds with the MMRec protocol and write a comparison '
             'report. Runs go to --runs (default: runs/compare-<dataset>/<label>/seed-<seed>/; '
             'rerunning skips finished runs and resumes interrupted ones); the report '
             '<name>.md/.json/.png goes to --out (default: the --runs folder). Nothing is '
-            'written into the repository unless --out/--runs point there.'))
-    parser.add_argument('--dataset', required=True,
-                        help="MMRec dataset name under --root, or 'synthetic' / "
-                             "'synthetic-baby' (planted structure)")
-    parser.add_argument('--models', default=None,
-                        help='comma-separated registered models (default: all); '
-                             'LABEL=MODEL trains MODEL under its own label, with its '
-                             'own --set LABEL:key=value (e.g. a modality ablation: '
-                             'mentor,mentor_text=mentor --set mentor_text:modalities=text)')
-    parser.add_argument('--seeds', type=int, default=3,
-                        help='runs per model, seeds 999, 1000, ... (the seed option; '
-                             'default: %(default)s)')
-    parser.add_argument('--root', default=None,
-                        help='folder holding <dataset>/ (default: $PYG_MENTOR_DATA '
-                             'or ./datasets)')
-    parser.add_argument('--runs', default=None,
-                        help='folder of the runs (default: runs/compare-<dataset>)')
-    parser.add_argument('--out', default=None,
-                        help='folder of the report <name>.md/.json/.png (default: the '
-                             '--runs folder; --out benchmarks/results updates the '
-                             'committed reports)')
-    parser.add_argument('--name', default=None,
-                        help='file stem of the report (default: compare_<dataset>)')
-    parser.add_argument('--set', nargs='+', action='extend', default=[],
-                        metavar='[LABEL:]KEY=VALUE',
-                        help='options for every model (lr=1e-3) or one '
-                             '(mentor:epochs=10); list values are grid axes')
-    parser.add_argument('--no-grid', action='store_true',
-                        help="registered defaults only (default: search each model's "
-                             'registered grid on the first seed, winner chosen on valid '
-                             'and reused for the other seeds)')
-    parser.add_argument('--max-epochs', type=int, default=None,
-                        help='cap on the epochs of every run (reported as capped)')
-    parser.add_argument('--import', dest='imports', action='append', default=[],
-                        metavar='MODEL=RUN_FOLDER',
-                        help='report an existing (finished or partial) run folder for '
-                             'MODEL instead of training it; repeatable')
-    parser.add_argument('--note', action='append', default=[], metavar='MODEL=TEXT',
-                        help='a note for MODEL in the report (e.g. where its fixed '
-                             'hyper-parameters come from); repeatable')
+            'written into the repository unless --out/--runs point there.'
+        ),
+    )
+    parser.add_argument(
+        '--dataset',
+        required=True,
+        help="MMRec dataset name under --root, or 'synthetic' / "
+        "'synthetic-baby' (planted structure)",
+    )
+    parser.add_argument(
+        '--models',
+        default=None,
+        help='comma-separated registered models (default: all); '
+        'LABEL=MODEL trains MODEL under its own label, with its '
+        'own --set LABEL:key=value (e.g. a modality ablation: '
+        'mentor,mentor_text=mentor --set mentor_text:modalities=text)',
+    )
+    parser.add_argument(
+        '--seeds',
+        type=int,
+        default=3,
+        help='runs per model, seeds 999, 1000, ... (the seed option; default: %(default)s)',
+    )
+    parser.add_argument(
+        '--root',
+        default=None,
+        help='folder holding <dataset>/ (default: $PYG_MENTOR_DATA or ./datasets)',
+    )
+    parser.add_argument(
+        '--runs', default=None, help='folder of the runs (default: runs/compare-<dataset>)'
+    )
+    parser.add_argument(
+        '--out',
+        default=None,
+        help='folder of the report <name>.md/.json/.png (default: the '
+        '--runs folder; --out benchmarks/results updates the '
+        'committed reports)',
+    )
+    parser.add_argument(
+        '--name', default=None, help='file stem of the report (default: compare_<dataset>)'
+    )
+    parser.add_argument(
+        '--set',
+        nargs='+',
+        action='extend',
+        default=[],
+        metavar='[LABEL:]KEY=VALUE',
+        help='options for every model (lr=1e-3) or one '
+        '(mentor:epochs=10); list values are grid axes',
+    )
+    parser.add_argument(
+        '--no-grid',
+        action='store_true',
+        help="registered defaults only (default: search each model's "
+        'registered grid on the first seed, winner chosen on valid '
+        'and reused for the other seeds)',
+    )
+    parser.add_argument(
+        '--max-epochs',
+        type=int,
+        default=None,
+        help='cap on the epochs of every run (reported as capped)',
+    )
+    parser.add_argument(
+        '--import',
+        dest='imports',
+        action='append',
+        default=[],
+        metavar='MODEL=RUN_FOLDER',
+        help='report an existing (finished or partial) run folder for '
+        'MODEL instead of training it; repeatable',
+    )
+    parser.add_argument(
+        '--note',
+        action='append',
+        default=[],
+        metavar='MODEL=TEXT',
+        help='a note for MODEL in the report (e.g. where its fixed '
+        'hyper-parameters come from); repeatable',
+    )
     parser.add_argument('--no-plot', action='store_true', help='no PNG bar chart')
-    parser.add_argument('--scale', type=float, default=1.0,
-                        help='size factor of synthetic-<shape> datasets')
-    parser.add_argument('--data-seed', type=int, default=0,
-                        help='seed of the synthetic generator')
-    parser.add_argument('--surrogate-features', choices=('interactions', 'random'),
-                        default=None,
-                        help='SURROGATE image/text features for datasets without any; '
-                             'needed by multimodal models there (see '
-                             'pyg_mentor.datasets.surrogate)')
+    parser.add_argument(
+        '--scale', type=float, default=1.0, help='size factor of synthetic-<shape> datasets'
+    )
+    parser.add_argument('--data-seed', type=int, default=0, help='seed of the synthetic generator')
+    parser.add_argument(
+        '--surrogate-features',
+        choices=('interactions', 'random'),
+        default=None,
+        help='SURROGATE image/text features for datasets without any; '
+        'needed by multimodal models there (see '
+        'pyg_mentor.datasets.surrogate)',
+    )
     return parser
 
 
@@ -998,20 +1162,32 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     else:
         models = sorted(m for m in MODELS if m not in imported)
     labels = [m.partition('=')[0].strip() for m in models]  # LABEL=MODEL entries
-    common, per_model = parse_model_assignments(
-        args.set, [m for m in labels if m not in imported])
+    common, per_model = parse_model_assignments(args.set, [m for m in labels if m not in imported])
     runs = Path(args.runs) if args.runs else Path(f'runs/compare-{args.dataset}')
     out = Path(args.out) if args.out else runs
     report = compare(
-        args.dataset, models, args.seeds, root=args.root, runs_dir=runs, out_dir=out,
-        options=common, model_options=per_model, grid=not args.no_grid,
-        max_epochs=args.max_epochs, imports=imports, surrogate=args.surrogate_features,
-        scale=args.scale, data_seed=args.data_seed, plot=not args.no_plot, name=args.name,
+        args.dataset,
+        models,
+        args.seeds,
+        root=args.root,
+        runs_dir=runs,
+        out_dir=out,
+        options=common,
+        model_options=per_model,
+        grid=not args.no_grid,
+        max_epochs=args.max_epochs,
+        imports=imports,
+        surrogate=args.surrogate_features,
+        scale=args.scale,
+        data_seed=args.data_seed,
+        plot=not args.no_plot,
+        name=args.name,
         command=f'{prog} {shlex.join(argv)}',
-        notes=dict(parse_model_pairs(args.note, '--note', 'TEXT')))
+        notes=dict(parse_model_pairs(args.note, '--note', 'TEXT')),
+    )
     stem = out / (args.name or f'compare_{args.dataset}')
     print(stem.with_suffix('.md').read_text())
-    print(f"report: {stem.with_suffix('.md')} (+ .json{', .png' if 'plot' in report else ''})")
+    print(f'report: {stem.with_suffix(".md")} (+ .json{", .png" if "plot" in report else ""})')
     return 0
 
 
@@ -1022,6 +1198,8 @@ if __name__ == '__main__':
     try:
         sys.exit(main())
     except (KeyError, ValueError, OSError) as e:
-        print(f'compare: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}',
-              file=sys.stderr)
+        print(
+            f'compare: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}',
+            file=sys.stderr,
+        )
         sys.exit(2)

@@ -13,6 +13,7 @@ Test metrics exist only at the epochs where a run computed them (improving epoch
 every epoch with ``test_every_epoch=true``); missing cells are ``-``. Any column of the
 log can be shown (``train_seconds``, ``train/loss``, ...).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def _cell(value: float) -> str:
     return f'{value:.4f}'.removeprefix('0')
 
 
-def curves_table(runs: Sequence[Path], labels: Sequence[str], metrics: Sequence[str],
-                 valid_metric: str) -> str:
+def curves_table(
+    runs: Sequence[Path], labels: Sequence[str], metrics: Sequence[str], valid_metric: str
+) -> str:
     """Markdown: one row per epoch, ``len(runs) x len(metrics)`` metric columns, then
     one row per run with its best-valid epoch and the metrics there."""
     if len(labels) != len(runs):
@@ -56,30 +58,38 @@ def curves_table(runs: Sequence[Path], labels: Sequence[str], metrics: Sequence[
             for log in logs:
                 cells.append(_cell(log.get(epoch, {}).get(m, math.nan)))
         lines.append('| ' + ' | '.join(cells) + ' |')
-    lines += ['', f'| run | epochs | best epoch (on {valid_metric}) | '
-              + ' | '.join(metrics) + ' |', '|---|---:|---:|' + '---:|' * len(metrics)]
+    lines += [
+        '',
+        f'| run | epochs | best epoch (on {valid_metric}) | ' + ' | '.join(metrics) + ' |',
+        '|---|---:|---:|' + '---:|' * len(metrics),
+    ]
     for label, log in zip(labels, logs):
         best = best_epoch(list(log.values()), valid_metric)
         row = log.get(best, {}) if best is not None else {}
-        lines.append(f'| {label} | {len(log)} | {best if best is not None else "-"} | '
-                     + ' | '.join(_cell(row.get(m, math.nan)) for m in metrics) + ' |')
+        lines.append(
+            f'| {label} | {len(log)} | {best if best is not None else "-"} | '
+            + ' | '.join(_cell(row.get(m, math.nan)) for m in metrics)
+            + ' |'
+        )
     return '\n'.join(lines) + '\n'
 
 
 def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('runs', nargs='+', type=Path, help='run folders (with log.csv)')
-    parser.add_argument('--labels', nargs='+', default=None,
-                        help='column labels (default: the folder names)')
-    parser.add_argument('--metrics', nargs='+',
-                        default=['valid/recall@20', 'test/recall@20'])
-    parser.add_argument('--valid-metric', default=None,
-                        help='early-stopping metric (default: the first --metrics one)')
+    parser.add_argument(
+        '--labels', nargs='+', default=None, help='column labels (default: the folder names)'
+    )
+    parser.add_argument('--metrics', nargs='+', default=['valid/recall@20', 'test/recall@20'])
+    parser.add_argument(
+        '--valid-metric',
+        default=None,
+        help='early-stopping metric (default: the first --metrics one)',
+    )
     parser.add_argument('--out', type=Path, default=None, help='write markdown here')
     args = parser.parse_args(argv)
     labels = args.labels or [run.name for run in args.runs]
-    text = curves_table(args.runs, labels, args.metrics,
-                        args.valid_metric or args.metrics[0])
+    text = curves_table(args.runs, labels, args.metrics, args.valid_metric or args.metrics[0])
     if args.out is not None:
         args.out.write_text(text)
     print(text, end='')

@@ -98,9 +98,18 @@ OTHER = {
 METHODS = {**SAME_COMPUTATION, **OTHER}
 
 # The release's hyper-parameters (reference section 5), as our model's defaults.
-RELEASE = dict(embedding_dim=64, num_layers=2, num_mm_layers=1, reg_weight=1e-3,
-               dropout=0.5, mask_weight=1.5, align_weight=0.1, cl_weight=1e-3,
-               temperature=0.2, noise_eps=0.1)
+RELEASE = dict(
+    embedding_dim=64,
+    num_layers=2,
+    num_mm_layers=1,
+    reg_weight=1e-3,
+    dropout=0.5,
+    mask_weight=1.5,
+    align_weight=0.1,
+    cl_weight=1e-3,
+    temperature=0.2,
+    noise_eps=0.1,
+)
 # ... and of its item graph (data options, see pyg_mentor.config.DataConfig).
 RELEASE_GRAPH = dict(knn_k=10, mm_image_weight=0.1)
 LR = 1e-4
@@ -163,7 +172,8 @@ class ReleaseBlock(torch.nn.Module):
         super().__init__()
         self.noise_eps = noise_eps
         self.preference = torch.nn.Parameter(
-            torch.nn.init.xavier_normal_(torch.empty(num_users, dim)))
+            torch.nn.init.xavier_normal_(torch.empty(num_users, dim))
+        )
         self.mlp = torch.nn.Linear(in_dim, 4 * dim)
         self.mlp_1 = torch.nn.Linear(4 * dim, dim)
         self.conv = ReleaseGCNConv()
@@ -197,7 +207,8 @@ def release_item_graph(features: Mapping[str, Tensor], k: int, image_weight: flo
         row_sum = 1e-7 + torch.sparse.sum(adj, -1).to_dense()
         inv_sqrt = row_sum.pow(-0.5)
         graphs[name] = torch.sparse_coo_tensor(
-            index, inv_sqrt[index[0]] * inv_sqrt[index[1]], sim.shape)
+            index, inv_sqrt[index[0]] * inv_sqrt[index[1]], sim.shape
+        )
     if set(graphs) == {'image', 'text'}:
         fused = image_weight * graphs['image'] + (1 - image_weight) * graphs['text']
     else:
@@ -218,11 +229,26 @@ class ReleaseStyleMENTOR(torch.nn.Module):
 
     BLOCKS = ('v', 't', 'id', 'v_n1', 't_n1', 'v_n2', 't_n2')
 
-    def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
-                 features: Mapping[str, Tensor], mm_adj: Tensor, *, embedding_dim: int,
-                 num_layers: int, num_mm_layers: int, reg_weight: float, dropout: float,
-                 mask_weight: float, align_weight: float, cl_weight: float,
-                 temperature: float, noise_eps: float, **_: Any):
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        edge_index: Tensor,
+        features: Mapping[str, Tensor],
+        mm_adj: Tensor,
+        *,
+        embedding_dim: int,
+        num_layers: int,
+        num_mm_layers: int,
+        reg_weight: float,
+        dropout: float,
+        mask_weight: float,
+        align_weight: float,
+        cl_weight: float,
+        temperature: float,
+        noise_eps: float,
+        **_: Any,
+    ):
         super().__init__()
         if num_layers != 2:
             raise ValueError('the release hard-codes two propagation layers')
@@ -231,8 +257,9 @@ class ReleaseStyleMENTOR(torch.nn.Module):
         self.reg_weight, self.dropout, self.mask_weight = reg_weight, dropout, mask_weight
         self.align_weight, self.cl_weight, self.temperature = align_weight, cl_weight, temperature
         user, item = edge_index
-        self.edge_index = torch.cat([torch.stack([user, item + num_users]),
-                                     torch.stack([item + num_users, user])], dim=1)
+        self.edge_index = torch.cat(
+            [torch.stack([user, item + num_users]), torch.stack([item + num_users, user])], dim=1
+        )
         self.v_feat, self.t_feat = features['image'], features['text']
         self.mm_adj = mm_adj
         d = embedding_dim
@@ -258,19 +285,23 @@ class ReleaseStyleMENTOR(torch.nn.Module):
     def param_pairs(self, ours: MENTOR) -> list[tuple[str, Tensor, Tensor]]:
         """(name, our parameter, the matching parameter here)."""
         blocks = {'v': 'image', 't': 'text', 'id': 'id'}
-        pairs = [('item_id', ours.item_id, self.item_id),
-                 ('user_modality_weight', ours.user_modality_weight, self.weight_u),
-                 ('mask_map.weight', ours.mask_map.weight, self.mask_map.weight),
-                 ('mask_map.bias', ours.mask_map.bias, self.mask_map.bias)]
+        pairs = [
+            ('item_id', ours.item_id, self.item_id),
+            ('user_modality_weight', ours.user_modality_weight, self.weight_u),
+            ('mask_map.weight', ours.mask_map.weight, self.mask_map.weight),
+            ('mask_map.bias', ours.mask_map.bias, self.mask_map.bias),
+        ]
         for block in self.BLOCKS:
             base, _, suffix = block.partition('_')
             view = blocks[base] + (f'_{suffix}' if suffix else '')
             mine, enc = getattr(self, block.replace(base, f'{base}_gcn', 1)), ours.encoders[view]
-            pairs += [(f'{view}.preference', enc.preference, mine.preference),
-                      (f'{view}.mlp.0.weight', enc.mlp[0].weight, mine.mlp.weight),
-                      (f'{view}.mlp.0.bias', enc.mlp[0].bias, mine.mlp.bias),
-                      (f'{view}.mlp.2.weight', enc.mlp[2].weight, mine.mlp_1.weight),
-                      (f'{view}.mlp.2.bias', enc.mlp[2].bias, mine.mlp_1.bias)]
+            pairs += [
+                (f'{view}.preference', enc.preference, mine.preference),
+                (f'{view}.mlp.0.weight', enc.mlp[0].weight, mine.mlp.weight),
+                (f'{view}.mlp.0.bias', enc.mlp[0].bias, mine.mlp.bias),
+                (f'{view}.mlp.2.weight', enc.mlp[2].weight, mine.mlp_1.weight),
+                (f'{view}.mlp.2.bias', enc.mlp[2].bias, mine.mlp_1.bias),
+            ]
         return pairs
 
     @torch.no_grad()
@@ -284,7 +315,7 @@ class ReleaseStyleMENTOR(torch.nn.Module):
             raise RuntimeError('not every parameter was copied')
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x[:self.num_users], x[self.num_users:]
+        return x[: self.num_users], x[self.num_users :]
 
     def enhance(self, item: Tensor) -> Tensor:
         h = item
@@ -303,8 +334,7 @@ class ReleaseStyleMENTOR(torch.nn.Module):
         w0, w1 = self.weight_u[:, 0:1], self.weight_u[:, 1:2]
 
         def fused(vu: Tensor, tu: Tensor, vi: Tensor, ti: Tensor) -> tuple[Tensor, Tensor]:
-            return (torch.cat([w0 * vu, w1 * tu], dim=1),
-                    self.enhance(torch.cat([vi, ti], dim=1)))
+            return (torch.cat([w0 * vu, w1 * tu], dim=1), self.enhance(torch.cat([vi, ti], dim=1)))
 
         return {
             'fused': fused(v_u, t_u, v_i, t_i),
@@ -323,22 +353,29 @@ class ReleaseStyleMENTOR(torch.nn.Module):
         u = user[users]
         pos_score, neg_score = (u * item[pos]).sum(-1), (u * item[neg]).sum(-1)
         bpr = -torch.log2(torch.sigmoid(pos_score - neg_score)).mean()
-        reg = self.reg_weight * ((self.v_gcn.preference[users] ** 2).mean()
-                                 + (self.t_gcn.preference[users] ** 2).mean()
-                                 + (self.weight_u ** 2).mean())
+        reg = self.reg_weight * (
+            (self.v_gcn.preference[users] ** 2).mean()
+            + (self.t_gcn.preference[users] ** 2).mean()
+            + (self.weight_u**2).mean()
+        )
         full = {k: torch.cat(reps[k], dim=0) for k in ('guide', 'fused', 'visual', 'textual')}
         stats = {k: (torch.var(x), torch.mean(x)) for k, x in full.items()}
         align = self.align_weight * sum(
             (stats[a][0] - stats[b][0]).abs() + (stats[a][1] - stats[b][1]).abs()
-            for a, b in itertools.combinations(full, 2))
+            for a, b in itertools.combinations(full, 2)
+        )
         with torch.no_grad():
             mask = self.mask_weight * sum(
-                1 - F.cosine_similarity(F.dropout(x, self.dropout, self.training),
-                                        self.mask_map(x), dim=-1).mean()
-                for x in (user, item))
+                1
+                - F.cosine_similarity(
+                    F.dropout(x, self.dropout, self.training), self.mask_map(x), dim=-1
+                ).mean()
+                for x in (user, item)
+            )
         (u1, i1), (u2, i2) = reps['noise1'], reps['noise2']
-        cl = self.cl_weight * (dense_info_nce(u1, u2, self.temperature)
-                               + dense_info_nce(i1, i2, self.temperature))
+        cl = self.cl_weight * (
+            dense_info_nce(u1, u2, self.temperature) + dense_info_nce(i1, i2, self.temperature)
+        )
         total = bpr + reg + align + mask + cl
         return {'loss': total, 'bpr': bpr, 'reg': reg, 'align': align, 'mask': mask, 'cl': cl}
 
@@ -357,10 +394,15 @@ def features_of(data: HeteroData) -> dict[str, Tensor]:
 def build_release(data: HeteroData) -> ReleaseStyleMENTOR:
     """Set-up as released: the dense similarity graph, then the model."""
     features = features_of(data)
-    mm_adj = release_item_graph(features, RELEASE_GRAPH['knn_k'],
-                                RELEASE_GRAPH['mm_image_weight'])
-    return ReleaseStyleMENTOR(data[USER].num_nodes, data[ITEM].num_nodes,
-                              data[RATES].edge_index, features, mm_adj, **RELEASE)
+    mm_adj = release_item_graph(features, RELEASE_GRAPH['knn_k'], RELEASE_GRAPH['mm_image_weight'])
+    return ReleaseStyleMENTOR(
+        data[USER].num_nodes,
+        data[ITEM].num_nodes,
+        data[RATES].edge_index,
+        features,
+        mm_adj,
+        **RELEASE,
+    )
 
 
 # GEMM floor ###############################################################################
@@ -370,8 +412,9 @@ class GemmFloor:
     """The dense matrix products of one MENTOR step, as raw ``torch.mm`` calls into
     preallocated outputs (inputs random; values do not matter for the time)."""
 
-    def __init__(self, num_users: int, num_items: int, feature_dims: Mapping[str, int],
-                 dim: int, seed: int):
+    def __init__(
+        self, num_users: int, num_items: int, feature_dims: Mapping[str, int], dim: int, seed: int
+    ):
         gen = torch.Generator().manual_seed(seed)
 
         def randn(*shape: int) -> Tensor:
@@ -382,28 +425,35 @@ class GemmFloor:
         # (block, item input width, gradient w.r.t. the input): the ID block's input
         # is the trainable item ID matrix; each modality has a main and 2 noise blocks.
         blocks = [('id', dim, True)] + [
-            (f'{m}{s}', d, False) for m, d in feature_dims.items() for s in ('', '_n1', '_n2')]
+            (f'{m}{s}', d, False) for m, d in feature_dims.items() for s in ('', '_n1', '_n2')
+        ]
         inputs = {d: randn(num_items, d) for _, d, _ in blocks}
-        h, z, dz, dh = (randn(num_items, hidden), randn(num_items, dim),
-                        randn(num_items, dim), randn(num_items, hidden))
+        h, z, dz, dh = (
+            randn(num_items, hidden),
+            randn(num_items, dim),
+            randn(num_items, dim),
+            randn(num_items, hidden),
+        )
         w2, gw2 = randn(dim, hidden), torch.empty(dim, hidden)
         for name, d, grad_input in blocks:
             x, w1, gw1 = inputs[d], randn(hidden, d), torch.empty(hidden, d)
             self.calls += [
-                (f'mlp {name}', x, w1.t(), h),        # forward, layer 1
-                (f'mlp {name}', h, w2.t(), z),        # forward, layer 2
-                (f'mlp {name}', dz.t(), h, gw2),      # grad W2
-                (f'mlp {name}', dz, w2, dh),          # grad of the hidden layer
-                (f'mlp {name}', dh.t(), x, gw1),      # grad W1
+                (f'mlp {name}', x, w1.t(), h),  # forward, layer 1
+                (f'mlp {name}', h, w2.t(), z),  # forward, layer 2
+                (f'mlp {name}', dz.t(), h, gw2),  # grad W2
+                (f'mlp {name}', dz, w2, dh),  # grad of the hidden layer
+                (f'mlp {name}', dh.t(), x, gw1),  # grad W1
             ]
             if grad_input:
                 self.calls.append((f'mlp {name}', dh, w1, torch.empty(num_items, d)))
         for name, n in (('users', num_users), ('items', num_items)):
             a, b = randn(n, 2 * dim), randn(n, 2 * dim)
             sim, ga, gb = torch.empty(n, n), torch.empty(n, 2 * dim), torch.empty(n, 2 * dim)
-            self.calls += [(f'info_nce {name}', a, b.t(), sim),   # similarities
-                           (f'info_nce {name}', sim, b, ga),      # grad of view 1
-                           (f'info_nce {name}', sim.t(), a, gb)]  # grad of view 2
+            self.calls += [
+                (f'info_nce {name}', a, b.t(), sim),  # similarities
+                (f'info_nce {name}', sim, b, ga),  # grad of view 1
+                (f'info_nce {name}', sim.t(), a, gb),
+            ]  # grad of view 2
 
     def step(self) -> dict[str, float]:
         """Runs every product once; seconds per group (MLPs, InfoNCE users/items)."""
@@ -425,8 +475,14 @@ class GemmFloor:
 class Method:
     """A benchmarked method: its set-up time, a training step and an evaluation."""
 
-    def __init__(self, name: str, data: HeteroData, batches: Sequence[Tensor],
-                 evaluator: Evaluator | None, seed: int):
+    def __init__(
+        self,
+        name: str,
+        data: HeteroData,
+        batches: Sequence[Tensor],
+        evaluator: Evaluator | None,
+        seed: int,
+    ):
         self.name, self.evaluator, self.data = name, evaluator, data
         self.batches = itertools.cycle(batches)
         self.model: Any = None
@@ -438,8 +494,9 @@ class Method:
         start = time.perf_counter()
         if name == 'floor':
             dims = {m: x.size(1) for m, x in features_of(data).items()}
-            self.floor = GemmFloor(data[USER].num_nodes, data[ITEM].num_nodes, dims,
-                                   RELEASE['embedding_dim'], seed)
+            self.floor = GemmFloor(
+                data[USER].num_nodes, data[ITEM].num_nodes, dims, RELEASE['embedding_dim'], seed
+            )
         elif name == 'release':
             self.model = build_release(data)
         elif name in ('ours', 'ours_batch', 'ours_default'):
@@ -494,13 +551,18 @@ class Method:
 # Agreement of ours and the release-style re-creation ######################################
 
 
-def check_agreement(ours: MENTOR, release: ReleaseStyleMENTOR, data: HeteroData,
-                    batch: Tensor) -> dict[str, Any]:
+def check_agreement(
+    ours: MENTOR, release: ReleaseStyleMENTOR, data: HeteroData, batch: Tensor
+) -> dict[str, Any]:
     """Same parameters, noise and dropout off, one batch: the loss terms and the
     gradients of both, and the difference of their item graphs. Leaves ``release``
     with the release defaults (noise 0.1, dropout 0.5) and no gradients."""
-    check = MENTOR.from_data(data, **{**RELEASE, 'noise_eps': 0.0, 'dropout': 0.0},
-                             cl_scope='all', feature_mask_grad=False)
+    check = MENTOR.from_data(
+        data,
+        **{**RELEASE, 'noise_eps': 0.0, 'dropout': 0.0},
+        cl_scope='all',
+        feature_mask_grad=False,
+    )
     check.load_state_dict(ours.state_dict())
     release.copy_from(check)
     release.set_noise(0.0, 0.0)
@@ -549,8 +611,9 @@ def probe(method: str, args: argparse.Namespace) -> dict[str, int]:
     data = load_data(args)
     rss_data = status_bytes('VmRSS:')
     evaluator = Evaluator(data, 'test')
-    run = Method(method, data, make_batches(data, 2, args.batch_size, args.seed), evaluator,
-                 args.seed)
+    run = Method(
+        method, data, make_batches(data, 2, args.batch_size, args.seed), evaluator, args.seed
+    )
     run.step()
     run.step()
     run.evaluate()
@@ -561,8 +624,12 @@ def measure_memory(method: str, flags: Sequence[str] = ()) -> dict[str, int] | N
     """Peak RSS (VmHWM) of :func:`probe` in a fresh subprocess; ``None`` off Linux."""
     if not os.path.exists('/proc/self/status'):
         return None
-    out = subprocess.run([sys.executable, __file__, '--probe', method, *flags],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, '--probe', method, *flags],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -581,23 +648,28 @@ def fmt_ratio(x: float | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--root', type=Path, default=ROOT / 'datasets',
-                        help='folder holding baby/baby.inter(.gz)')
+    parser.add_argument(
+        '--root', type=Path, default=ROOT / 'datasets', help='folder holding baby/baby.inter(.gz)'
+    )
     parser.add_argument('--steps', type=int, default=5, help='timed steps per method')
     parser.add_argument('--warmup', type=int, default=1, help='untimed steps per method')
     parser.add_argument('--eval-repeat', type=int, default=3)
     parser.add_argument('--batch-size', type=int, default=2048)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch threads (default: leave as is)')
+    parser.add_argument(
+        '--threads', type=int, default=None, help='torch threads (default: leave as is)'
+    )
     parser.add_argument('--methods', nargs='+', choices=list(METHODS), default=list(METHODS))
-    parser.add_argument('--memory', action=argparse.BooleanOptionalAction, default=None,
-                        help='measure the peak RSS, one subprocess per method '
-                             '(default: on, off with --quick)')
-    parser.add_argument('--quick', action='store_true',
-                        help='planted 300 users x 150 items, 1 step (smoke test)')
-    parser.add_argument('--out', type=Path, default=default_out('epoch'),
-                        help=out_help('epoch'))
+    parser.add_argument(
+        '--memory',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='measure the peak RSS, one subprocess per method (default: on, off with --quick)',
+    )
+    parser.add_argument(
+        '--quick', action='store_true', help='planted 300 users x 150 items, 1 step (smoke test)'
+    )
+    parser.add_argument('--out', type=Path, default=default_out('epoch'), help=out_help('epoch'))
     parser.add_argument('--probe', choices=list(METHODS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     check_out(args.out, args.quick)
@@ -605,15 +677,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.warmup, args.eval_repeat = 1, 1, 1
-    forwarded = ['--seed', str(args.seed), '--batch-size', str(args.batch_size),
-                 '--root', str(args.root)] + (['--quick'] if args.quick else []) + (
-        ['--threads', str(args.threads)] if args.threads is not None else [])
+    forwarded = (
+        ['--seed', str(args.seed), '--batch-size', str(args.batch_size), '--root', str(args.root)]
+        + (['--quick'] if args.quick else [])
+        + (['--threads', str(args.threads)] if args.threads is not None else [])
+    )
     if args.probe:  # child process of measure_memory
         print(json.dumps(probe(args.probe, args)))
         return {}
     measure = (not args.quick) if args.memory is None else args.memory
-    command = 'python benchmarks/epoch.py ' + ' '.join(
-        sys.argv[1:] if argv is None else list(argv))
+    command = 'python benchmarks/epoch.py ' + ' '.join(sys.argv[1:] if argv is None else list(argv))
     wall_start = time.perf_counter()
 
     data = load_data(args)
@@ -632,8 +705,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     runs = {name: Method(name, data, batches, evaluator, args.seed) for name in names}
     check = None
     if 'release' in runs:
-        ours = runs['ours'].model if 'ours' in runs else Method(
-            'ours', data, batches, None, args.seed).model
+        ours = (
+            runs['ours'].model
+            if 'ours' in runs
+            else Method('ours', data, batches, None, args.seed).model
+        )
         check = check_agreement(ours, runs['release'].model, data, batches[0])
         if not check['loss_rel_diff'] < 1e-4:
             raise RuntimeError(f'release-style and ours disagree: {check["terms"]}')
@@ -661,17 +737,26 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name, run in runs.items():
         step_s = statistics.median(times[name])
         eval_s = statistics.median(eval_times[name]) if name in eval_times else None
-        row = dict(method=name, label=METHODS[name], setup_s=run.setup_s,
-                   step_times_s=times[name], step_s=step_s, min_step_s=min(times[name]),
-                   epoch_train_s=step_s * num_batches,
-                   eval_times_s=eval_times.get(name), eval_s=eval_s,
-                   epoch_s=step_s * num_batches + (eval_s or 0.0),
-                   last_loss=run.last_loss, memory=memory[name],
-                   peak_bytes=(memory[name] or {}).get('peak_bytes'))
+        row = dict(
+            method=name,
+            label=METHODS[name],
+            setup_s=run.setup_s,
+            step_times_s=times[name],
+            step_s=step_s,
+            min_step_s=min(times[name]),
+            epoch_train_s=step_s * num_batches,
+            eval_times_s=eval_times.get(name),
+            eval_s=eval_s,
+            epoch_s=step_s * num_batches + (eval_s or 0.0),
+            last_loss=run.last_loss,
+            memory=memory[name],
+            peak_bytes=(memory[name] or {}).get('peak_bytes'),
+        )
         if run.floor is not None:
             row['floor_groups_s'] = {
-                key: statistics.median(g[key] for g in run.floor_groups[args.warmup:])
-                for key in run.floor_groups[0]}
+                key: statistics.median(g[key] for g in run.floor_groups[args.warmup :])
+                for key in run.floor_groups[0]
+            }
             row['floor_gflop'] = run.floor.flops() / 1e9
         rows.append(row)
     by_name = {row['method']: row for row in rows}
@@ -679,18 +764,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
     release_row = by_name.get('release')
     for row in rows:
         row['step_vs_floor'] = row['step_s'] / floor_s if floor_s else None
-        row['speedup_vs_release'] = (release_row['step_s'] / row['step_s']
-                                     if release_row else None)
+        row['speedup_vs_release'] = release_row['step_s'] / row['step_s'] if release_row else None
         row['memory_vs_release'] = (
             row['peak_bytes'] / release_row['peak_bytes']
-            if release_row and row['peak_bytes'] and release_row['peak_bytes'] else None)
+            if release_row and row['peak_bytes'] and release_row['peak_bytes']
+            else None
+        )
     run_time_s = time.perf_counter() - wall_start
 
     # Markdown.
-    shape = (f'{num_users:,} users x {num_items:,} items, {num_train:,} train pairs, '
-             f'features {" + ".join(f"{m} {d}" for m, d in feature_dims.items())}')
-    data_name = ('planted (quick)' if args.quick else
-                 'Baby (real interactions, SURROGATE features of the real widths)')
+    shape = (
+        f'{num_users:,} users x {num_items:,} items, {num_train:,} train pairs, '
+        f'features {" + ".join(f"{m} {d}" for m, d in feature_dims.items())}'
+    )
+    data_name = (
+        'planted (quick)'
+        if args.quick
+        else 'Baby (real interactions, SURROGATE features of the real widths)'
+    )
     header = [  # of both tables
         '| method | set-up s | step s | min step s | step / floor | speed-up vs release-style | '
         f'epoch s ({num_batches} steps) | eval s | epoch + eval s | peak RSS | '
@@ -700,8 +791,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     lines = [
         '# MENTOR training step and epoch',
         '',
-        f'Command: `{command.strip()}`; run time {run_time_s:.0f} s; '
-        f'{machine_line()}.',
+        f'Command: `{command.strip()}`; run time {run_time_s:.0f} s; {machine_line()}.',
         '',
         f'{data_name}: {shape}. d=64, 2 layers, 1 item-graph layer, k=10, batch '
         f'{args.batch_size}, Adam lr {LR:g}; step = loss + backward + Adam step, median of '
@@ -717,12 +807,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     def table_row(row: dict) -> str:
         setup = 'n/a' if row['method'] == 'floor' else fmt_s(row['setup_s'])
-        return (f'| {row["label"]} | {setup} | {fmt_s(row["step_s"])} | '
-                f'{fmt_s(row["min_step_s"])} | '
-                f'{fmt_ratio(row["step_vs_floor"])} | {fmt_ratio(row["speedup_vs_release"])} | '
-                f'{fmt_s(row["epoch_train_s"])} | {fmt_s(row["eval_s"])} | '
-                f'{fmt_s(row["epoch_s"])} | {fmt_bytes(row["peak_bytes"])} | '
-                f'{fmt_ratio(row["memory_vs_release"])} |')
+        return (
+            f'| {row["label"]} | {setup} | {fmt_s(row["step_s"])} | '
+            f'{fmt_s(row["min_step_s"])} | '
+            f'{fmt_ratio(row["step_vs_floor"])} | {fmt_ratio(row["speedup_vs_release"])} | '
+            f'{fmt_s(row["epoch_train_s"])} | {fmt_s(row["eval_s"])} | '
+            f'{fmt_s(row["epoch_s"])} | {fmt_bytes(row["peak_bytes"])} | '
+            f'{fmt_ratio(row["memory_vs_release"])} |'
+        )
 
     lines += [table_row(row) for row in rows if row['method'] in SAME_COMPUTATION]
     others = [row for row in rows if row['method'] in OTHER]
@@ -736,8 +828,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         lines += [table_row(row) for row in others]
     if 'floor' in by_name:
         groups = by_name['floor']['floor_groups_s']
-        lines += ['', f'GEMM floor ({by_name["floor"]["floor_gflop"]:,.0f} GFLOP per step): '
-                  + ', '.join(f'{k} {v:.2f} s' for k, v in groups.items()) + '.']
+        lines += [
+            '',
+            f'GEMM floor ({by_name["floor"]["floor_gflop"]:,.0f} GFLOP per step): '
+            + ', '.join(f'{k} {v:.2f} s' for k, v in groups.items())
+            + '.',
+        ]
     if check is not None:
         lines += [
             '',
@@ -746,13 +842,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
             '| term | ours | release-style | rel. diff |',
             '|---|---:|---:|---:|',
         ]
-        lines += [f'| {k} | {v["ours"]:.7g} | {v["release"]:.7g} | {v["rel_diff"]:.1e} |'
-                  for k, v in check['terms'].items()]
-        lines += ['', f'Gradients: max rel. diff {check["grad_max_rel_diff"]:.1e} over '
-                  f'{len(check["grad_rel_diff"])} parameters. Item graphs (FAISS vs dense '
-                  f'topk): {check["item_graph_entries_differing"]} of '
-                  f'{check["item_graph_nnz"]:,} entries differ (max |diff| '
-                  f'{check["item_graph_max_abs_diff"]:.1e}).']
+        lines += [
+            f'| {k} | {v["ours"]:.7g} | {v["release"]:.7g} | {v["rel_diff"]:.1e} |'
+            for k, v in check['terms'].items()
+        ]
+        lines += [
+            '',
+            f'Gradients: max rel. diff {check["grad_max_rel_diff"]:.1e} over '
+            f'{len(check["grad_rel_diff"])} parameters. Item graphs (FAISS vs dense '
+            f'topk): {check["item_graph_entries_differing"]} of '
+            f'{check["item_graph_nnz"]:,} entries differ (max |diff| '
+            f'{check["item_graph_max_abs_diff"]:.1e}).',
+        ]
     text = '\n'.join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -150,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         '--quick', action='store_true', help='small shape, 1 repetition (smoke test)'
     )
-    parser.add_argument('--out', type=Path, default=default_out('evaluation'),
-                        help=out_help('evaluation'))
+    parser.add_argument(
+        '--out', type=Path, default=default_out('evaluation'), help=out_help('evaluation')
+    )
     args = parser.parse_args(argv)
     check_out(args.out, args.quick)
     if args.threads is not None:
@@ -219,8 +220,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         row['speedup'] = base / row['median_s']
         speedup = QUICK_TARGETS if args.quick else f'{row["speedup"]:.1f}x'
         lines.append(
-            f'| {row["method"]} | {row["median_s"]:.3f} | '
-            f'{row["users_per_s"]:,.0f} | {speedup} |'
+            f'| {row["method"]} | {row["median_s"]:.3f} | {row["users_per_s"]:,.0f} | {speedup} |'
         )
     if max_abs_diff is not None:
         lines += ['', f'max |difference| of the 16 metrics: {max_abs_diff:.2e}']

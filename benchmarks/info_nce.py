@@ -197,8 +197,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         '--measure-memory', action='store_true',
         help='also measure the peak RSS growth, one subprocess per cell (Linux)',
     )  # fmt: skip
-    parser.add_argument('--out', type=Path, default=default_out('info_nce'),
-                        help=out_help('info_nce'))
+    parser.add_argument(
+        '--out', type=Path, default=default_out('info_nce'), help=out_help('info_nce')
+    )
     parser.add_argument('--probe', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     check_out(args.out, args.quick)
@@ -213,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.quick:
         shapes, args.repeat = QUICK_SHAPES, 1
         rows = QUICK_SHAPES[0][1]  # only chunk sizes that do split the quick shape
-        args.chunk_sizes = [c for c in args.chunk_sizes if (
-            auto_chunk_size(rows) if c == 'auto' else c) < rows] or [128]
+        args.chunk_sizes = [
+            c for c in args.chunk_sizes if (auto_chunk_size(rows) if c == 'auto' else c) < rows
+        ] or [128]
 
     results = []
     for shape_name, rows in shapes:

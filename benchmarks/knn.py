@@ -125,8 +125,9 @@ def make_features(
         end = min(start + chunk, num_items)
         g = torch.Generator().manual_seed((seed + 1) * 1_000_003 + c)
         label = torch.multinomial(size_weight, end - start, replacement=True, generator=g)
-        x = centre[label] + spread[label, None] / dim**0.5 * torch.randn(end - start, dim,
-                                                                         generator=g)
+        x = centre[label] + spread[label, None] / dim**0.5 * torch.randn(
+            end - start, dim, generator=g
+        )
         out[start:end] = F.normalize(x, dim=1).numpy()
     out.flush()
     del out
@@ -176,8 +177,14 @@ def train_points_per_list(train_size: int, nlist: int) -> int:
     return max(MIN_POINTS_PER_LIST, math.ceil(train_size / nlist))
 
 
-def ivf_search(index: faiss.Index, feats: np.ndarray, ids: np.ndarray, k: int,
-               nprobe: int, batch_size: int = 65536) -> Tensor:
+def ivf_search(
+    index: faiss.Index,
+    feats: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    nprobe: int,
+    batch_size: int = 65536,
+) -> Tensor:
     """knn_item_graph's search loop for the items ``ids``: batches, a search over
     all lists for queries whose probed lists hold fewer than k items, self first."""
     index.nprobe = min(nprobe, index.nlist)
@@ -185,14 +192,15 @@ def ivf_search(index: faiss.Index, feats: np.ndarray, ids: np.ndarray, k: int,
     full_params.nprobe = index.nlist
     nbrs = torch.empty((len(ids), k), dtype=torch.long)
     for start in range(0, len(ids), batch_size):
-        batch = ids[start:start + batch_size]
-        query = feats[batch] if len(ids) < len(feats) else feats[start:start + len(batch)]
+        batch = ids[start : start + batch_size]
+        query = feats[batch] if len(ids) < len(feats) else feats[start : start + len(batch)]
         _, labels = index.search(query, k)
         short = np.flatnonzero((labels < 0).any(axis=1))
         if short.size > 0:
             _, labels[short] = index.search(query[short], k, params=full_params)
-        nbrs[start:start + len(batch)] = _self_first(torch.from_numpy(labels),
-                                                     torch.from_numpy(batch), k)
+        nbrs[start : start + len(batch)] = _self_first(
+            torch.from_numpy(labels), torch.from_numpy(batch), k
+        )
     return nbrs
 
 
@@ -208,7 +216,7 @@ def recall(found: np.ndarray, exact: np.ndarray, chunk: int = 65536) -> float:
     """Fraction of the exact neighbours (self excluded) that ``found`` lists too."""
     hits = 0
     for start in range(0, len(exact), chunk):
-        f, e = found[start:start + chunk], exact[start:start + chunk]
+        f, e = found[start : start + chunk], exact[start : start + chunk]
         hits += int((f[:, :, None] == e[:, None, :]).any(axis=1).sum())
     return hits / exact.size
 
@@ -231,8 +239,9 @@ def _graph(cell: dict, x: Tensor) -> tuple[Tensor, Tensor]:
     if kind == 'dense':
         return dense_release(x, k)
     if kind == 'ivf-sampled-train':
-        return knn_item_graph(x, k, method='ivf', nprobe=cell['nprobe'],
-                              train_size=cell['train_size'])
+        return knn_item_graph(
+            x, k, method='ivf', nprobe=cell['nprobe'], train_size=cell['train_size']
+        )
     return knn_item_graph(x, k, method=kind, nprobe=cell.get('nprobe', 16))
 
 
@@ -374,8 +383,7 @@ def fmt_seconds(s: float) -> str:
     return f'{s:.3g} s' if s >= 0.1 else f'{s * 1e3:.3g} ms'
 
 
-def run_interleaved(server: CellServer, cells: list[dict], repeat: int,
-                    budget_s: float) -> None:
+def run_interleaved(server: CellServer, cells: list[dict], repeat: int, budget_s: float) -> None:
     """Runs every cell up to ``repeat`` times, alternating between cells; a cell
     stops early when one more run would take it past ``budget_s`` in total. The
     first run saves the neighbours."""
@@ -392,8 +400,9 @@ def run_interleaved(server: CellServer, cells: list[dict], repeat: int,
             cell['peaks'].append(out['peak_extra_bytes'])
 
 
-def bench_size(server: CellServer, num_items: int, args: argparse.Namespace,
-               workdir: Path) -> list[dict]:
+def bench_size(
+    server: CellServer, num_items: int, args: argparse.Namespace, workdir: Path
+) -> list[dict]:
     """All methods on one size; returns the table rows."""
     k, dim = args.k, args.dim
     path = workdir / f'x{num_items}.npy'
@@ -420,11 +429,14 @@ def bench_size(server: CellServer, num_items: int, args: argparse.Namespace,
     avail = available_bytes()
     dense_row = dict(base, method='dense torch (release)', kind='dense', needs_bytes=need)
     if avail is not None and need > avail:
-        dense_row['infeasible'] = (f'the I x I float32 matrix needs {fmt_bytes(need)}; '
-                                   f'{fmt_bytes(avail)} RAM available')
+        dense_row['infeasible'] = (
+            f'the I x I float32 matrix needs {fmt_bytes(need)}; {fmt_bytes(avail)} RAM available'
+        )
     elif need > args.max_cell_gib * 2**30:
-        dense_row['infeasible'] = (f'the I x I float32 matrix needs {fmt_bytes(need)}, over '
-                                   f'the {args.max_cell_gib:g} GiB per-cell cap')
+        dense_row['infeasible'] = (
+            f'the I x I float32 matrix needs {fmt_bytes(need)}, over '
+            f'the {args.max_cell_gib:g} GiB per-cell cap'
+        )
     else:
         cells.append(dict(common, kind='dense', row=dense_row))
     rows.append(dense_row)
@@ -433,8 +445,13 @@ def bench_size(server: CellServer, num_items: int, args: argparse.Namespace,
         rows.append(exact_row)
         cells.append(dict(common, kind='exact', row=exact_row))
         for nprobe in args.nprobes:
-            row = dict(base, method=f'faiss IVF nprobe={nprobe}', kind='ivf', nprobe=nprobe,
-                       effective_nprobe=min(nprobe, nlist))
+            row = dict(
+                base,
+                method=f'faiss IVF nprobe={nprobe}',
+                kind='ivf',
+                nprobe=nprobe,
+                effective_nprobe=min(nprobe, nlist),
+            )
             rows.append(row)
             cells.append(dict(common, kind='ivf', nprobe=nprobe, row=row))
     for i, cell in enumerate(cells):
@@ -444,8 +461,9 @@ def bench_size(server: CellServer, num_items: int, args: argparse.Namespace,
 
     if sampled:
         exact_path = workdir / f'e{num_items}.npy'
-        rows += _bench_sampled(server, num_items, num_queries, args, workdir, base, common,
-                               exact_path)
+        rows += _bench_sampled(
+            server, num_items, num_queries, args, workdir, base, common, exact_path
+        )
     else:
         exact_path = next(c['save'] for c in cells if c['kind'] == 'exact')
     exact = np.load(exact_path)
@@ -469,9 +487,16 @@ def _max(values: list[int | None]) -> int | None:
     return max(values) if values else None
 
 
-def _bench_sampled(server: CellServer, num_items: int, num_queries: int,
-                   args: argparse.Namespace, workdir: Path, base: dict, common: dict,
-                   exact_path: Path) -> list[dict]:
+def _bench_sampled(
+    server: CellServer,
+    num_items: int,
+    num_queries: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    base: dict,
+    common: dict,
+    exact_path: Path,
+) -> list[dict]:
     """Exact search of the query sample (the recall reference, extrapolated time), IVF
     trained on a sample and searched for the sample queries with every nprobe, then
     the full IVF build with the smallest nprobe that reaches the target recall."""
@@ -492,8 +517,16 @@ def _bench_sampled(server: CellServer, num_items: int, num_queries: int,
     nlist = base['nlist']
     train = min(num_items, train_points_per_list(args.train_size, nlist) * nlist)
     ivf_path = str(workdir / f'i{num_items}_{{nprobe}}.npy')
-    out = server.ask(op='run', cell=dict(common, kind='ivf-sample', nprobes=args.nprobes,
-                                         train_size=args.train_size, save=ivf_path))
+    out = server.ask(
+        op='run',
+        cell=dict(
+            common,
+            kind='ivf-sample',
+            nprobes=args.nprobes,
+            train_size=args.train_size,
+            save=ivf_path,
+        ),
+    )
     p = out['parts']
     build_s = p['normalize_s'] + p['train_s'] + p['add_s']
     label = f'knn_item_graph(train_size={args.train_size:,}): k-means on {train:,} items'
@@ -513,8 +546,13 @@ def _bench_sampled(server: CellServer, num_items: int, num_queries: int,
     good = [r for r in ivf_rows if r['recall'] >= args.target_recall]
     chosen = min(good, key=lambda r: r['nprobe']) if good else None
     if chosen is not None and chosen['median_s'] <= args.max_full_cell_s:
-        cell = dict(common, kind='ivf-sampled-train', nprobe=chosen['nprobe'],
-                    train_size=args.train_size, save=str(workdir / f'f{num_items}.npy'))
+        cell = dict(
+            common,
+            kind='ivf-sampled-train',
+            nprobe=chosen['nprobe'],
+            train_size=args.train_size,
+            save=str(workdir / f'f{num_items}.npy'),
+        )
         run_interleaved(server, [cell], 1, args.cell_budget_s)
         chosen.update(
             estimated=False, estimate_s=chosen['median_s'], times_s=cell['times'], runs=1,
@@ -524,8 +562,9 @@ def _bench_sampled(server: CellServer, num_items: int, num_queries: int,
                  f'queries; estimate was {fmt_seconds(chosen["median_s"])}',
         )  # fmt: skip
     elif chosen is not None:
-        chosen['note'] += (f'; full build not run (estimate over --max-full-cell-s '
-                           f'{args.max_full_cell_s:g})')
+        chosen['note'] += (
+            f'; full build not run (estimate over --max-full-cell-s {args.max_full_cell_s:g})'
+        )
     return rows + ivf_rows
 
 
@@ -538,8 +577,10 @@ def markdown(rows: list[dict], header: str) -> list[str]:
     ]  # fmt: skip
     for row in rows:
         if 'infeasible' in row:
-            lines.append(f'| {row["items"]:,} | {row["method"]} | infeasible | - | - | '
-                         f'{fmt_bytes(row["needs_bytes"])} needed | - | {row["infeasible"]} |')
+            lines.append(
+                f'| {row["items"]:,} | {row["method"]} | infeasible | - | - | '
+                f'{fmt_bytes(row["needs_bytes"])} needed | - | {row["infeasible"]} |'
+            )
             continue
         time_s = fmt_seconds(row['median_s'])
         runs = str(row['runs'])
@@ -552,8 +593,10 @@ def markdown(rows: list[dict], header: str) -> list[str]:
         note = row.get('note', '')
         if row.get('effective_nprobe') is not None and row['effective_nprobe'] < row['nprobe']:
             note = f'all {row["effective_nprobe"]} lists searched; {note}'.rstrip('; ')
-        lines.append(f'| {row["items"]:,} | {row["method"]} | {time_s} | {runs} | {speed} | '
-                     f'{fmt_bytes(row["peak_extra_bytes"])} | {rec} | {note} |')
+        lines.append(
+            f'| {row["items"]:,} | {row["method"]} | {time_s} | {runs} | {speed} | '
+            f'{fmt_bytes(row["peak_extra_bytes"])} | {rec} | {note} |'
+        )
     return lines
 
 
@@ -566,52 +609,90 @@ def summary(rows: list[dict], target: float) -> list[str]:
         if good:
             best = min(good, key=lambda r: r['nprobe'])
             how = 'estimated' if best['estimated'] else 'measured'
-            lines.append(f'- {items:,} items (nlist={nlist}): nprobe={best["nprobe"]} is the '
-                         f'smallest tried with recall >= {target} ({best["recall"]:.4f}), build '
-                         f'{fmt_seconds(best["median_s"])} ({how})')
+            lines.append(
+                f'- {items:,} items (nlist={nlist}): nprobe={best["nprobe"]} is the '
+                f'smallest tried with recall >= {target} ({best["recall"]:.4f}), build '
+                f'{fmt_seconds(best["median_s"])} ({how})'
+            )
         elif ivf:
-            lines.append(f'- {items:,} items (nlist={nlist}): no nprobe tried reaches recall '
-                         f'>= {target}')
+            lines.append(
+                f'- {items:,} items (nlist={nlist}): no nprobe tried reaches recall >= {target}'
+            )
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--sizes', type=int, nargs='+', default=None,
-                        help=f'item counts (default: {SIZES}; --full adds {FULL_SIZES})')
+    parser.add_argument(
+        '--sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help=f'item counts (default: {SIZES}; --full adds {FULL_SIZES})',
+    )
     parser.add_argument('--dim', type=int, default=384)
     parser.add_argument('--k', type=int, default=10)
     parser.add_argument('--nprobes', type=int, nargs='+', default=[8, 32, 128])
     parser.add_argument('--centres', type=int, default=2048)
     parser.add_argument('--topics', type=int, default=64)
-    parser.add_argument('--noise', type=float, nargs=2, default=[1.0, 2.0],
-                        metavar=('MIN', 'MAX'), help='range of the per-cluster noise scale')
-    parser.add_argument('--repeat', type=int, default=5,
-                        help=f'runs per cell below {LARGE:,} items')
-    parser.add_argument('--repeat-large', type=int, default=3,
-                        help=f'runs per cell from {LARGE:,} items')
-    parser.add_argument('--cell-budget-s', type=float, default=100.0,
-                        help='no further run of a cell once its runs would exceed this')
-    parser.add_argument('--sample-above', type=int, default=200_000,
-                        help='above this many items, sampled exact search and sampled '
-                             'IVF training (see the module doc)')
+    parser.add_argument(
+        '--noise',
+        type=float,
+        nargs=2,
+        default=[1.0, 2.0],
+        metavar=('MIN', 'MAX'),
+        help='range of the per-cluster noise scale',
+    )
+    parser.add_argument(
+        '--repeat', type=int, default=5, help=f'runs per cell below {LARGE:,} items'
+    )
+    parser.add_argument(
+        '--repeat-large', type=int, default=3, help=f'runs per cell from {LARGE:,} items'
+    )
+    parser.add_argument(
+        '--cell-budget-s',
+        type=float,
+        default=100.0,
+        help='no further run of a cell once its runs would exceed this',
+    )
+    parser.add_argument(
+        '--sample-above',
+        type=int,
+        default=200_000,
+        help='above this many items, sampled exact search and sampled '
+        'IVF training (see the module doc)',
+    )
     parser.add_argument('--sample-queries', type=int, default=5000)
-    parser.add_argument('--train-size', type=int, default=200_000,
-                        help='IVF k-means sample above --sample-above (>= 39 per list)')
+    parser.add_argument(
+        '--train-size',
+        type=int,
+        default=200_000,
+        help='IVF k-means sample above --sample-above (>= 39 per list)',
+    )
     parser.add_argument('--target-recall', type=float, default=0.95)
-    parser.add_argument('--max-full-cell-s', type=float, default=900.0,
-                        help='above --sample-above, the full IVF build is run only if its '
-                             'estimate is below this')
-    parser.add_argument('--max-cell-gib', type=float, default=12.0,
-                        help='the dense baseline is skipped above this')
+    parser.add_argument(
+        '--max-full-cell-s',
+        type=float,
+        default=900.0,
+        help='above --sample-above, the full IVF build is run only if its estimate is below this',
+    )
+    parser.add_argument(
+        '--max-cell-gib', type=float, default=12.0, help='the dense baseline is skipped above this'
+    )
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch and FAISS threads (default: leave as is)')
+    parser.add_argument(
+        '--threads', type=int, default=None, help='torch and FAISS threads (default: leave as is)'
+    )
     parser.add_argument('--full', action='store_true', help=f'add {FULL_SIZES[0]:,} items')
-    parser.add_argument('--quick', action='store_true',
-                        help=f'{QUICK_SIZES} items, 1 run (smoke test)')
-    parser.add_argument('--workdir', type=Path, default=None,
-                        help='where features and neighbours are written (default: a temp dir)')
+    parser.add_argument(
+        '--quick', action='store_true', help=f'{QUICK_SIZES} items, 1 run (smoke test)'
+    )
+    parser.add_argument(
+        '--workdir',
+        type=Path,
+        default=None,
+        help='where features and neighbours are written (default: a temp dir)',
+    )
     parser.add_argument('--out', type=Path, default=default_out('knn'), help=out_help('knn'))
     parser.add_argument('--serve', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -624,8 +705,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     sizes = args.sizes or SIZES + (FULL_SIZES if args.full else [])
     if args.quick:
         sizes, args.repeat, args.repeat_large = args.sizes or QUICK_SIZES, 1, 1
-    command = ' '.join(['python benchmarks/knn.py',
-                        *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    command = ' '.join(
+        ['python benchmarks/knn.py', *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
+    )
     if os.environ.get('OMP_WAIT_POLICY'):
         command = f'OMP_WAIT_POLICY={os.environ["OMP_WAIT_POLICY"]} {command}'
 
@@ -639,9 +721,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.repeat == args.repeat_large == 1:
         runs = '1 run per cell'
     else:
-        runs = (f'median of {args.repeat} runs per cell below {LARGE:,} items and '
-                f'{args.repeat_large} from there (fewer where they would exceed '
-                f'{args.cell_budget_s:g} s)')
+        runs = (
+            f'median of {args.repeat} runs per cell below {LARGE:,} items and '
+            f'{args.repeat_large} from there (fewer where they would exceed '
+            f'{args.cell_budget_s:g} s)'
+        )
     threads = args.threads or torch.get_num_threads()
     header = (
         f'Top-{args.k} cosine item graph, d={args.dim}, float32 clustered features '
@@ -650,8 +734,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f'faiss {faiss.__version__}, IVF with the default nlist of knn_item_graph'
     )  # fmt: skip
     lines = markdown(rows, header)
-    lines += ['', f'Target recall {args.target_recall}:',
-              *([f'- {QUICK_TARGETS}'] if args.quick else summary(rows, args.target_recall))]
+    lines += [
+        '',
+        f'Target recall {args.target_recall}:',
+        *([f'- {QUICK_TARGETS}'] if args.quick else summary(rows, args.target_recall)),
+    ]
     exact = [r for r in rows if r['kind'] == 'exact' and not r['estimated']]
     if any(r['recall'] != 1.0 for r in exact):
         raise RuntimeError('exact search disagrees with itself')

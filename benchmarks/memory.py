@@ -54,8 +54,12 @@ from benchmarks._common import (
 from pyg_mentor.nn.functional import auto_chunk_size, info_nce
 
 #: (dataset, side, rows): MMRec's Baby and Sports (users, items).
-SHAPES = [('Baby', 'users', 19445), ('Baby', 'items', 7050),
-          ('Sports', 'users', 35598), ('Sports', 'items', 18357)]
+SHAPES = [
+    ('Baby', 'users', 19445),
+    ('Baby', 'items', 7050),
+    ('Sports', 'users', 35598),
+    ('Sports', 'items', 18357),
+]
 QUICK_SHAPES = [('quick', 'users', 3000), ('quick', 'items', 1200)]
 TARGET_BYTES = 300 * 2**20  # Sports, issue 5
 
@@ -68,7 +72,7 @@ def reference_value(a: Tensor, b: Tensor, tau: float, block: int = 1024) -> floa
     b = b.double() / b.double().norm(dim=1, keepdim=True)
     total = 0.0
     for start in range(0, a.size(0), block):
-        s = a[start:start + block] @ b.t() / tau
+        s = a[start : start + block] @ b.t() / tau
         diag = s.diagonal(offset=start)  # row i's positive is column start + i
         total += float((torch.logsumexp(s, dim=1) - diag).sum())
     return total / a.size(0)
@@ -80,23 +84,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument('--tau', type=float, default=0.2)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--quick', action='store_true', help='small shapes (smoke test)')
-    parser.add_argument('--out', type=Path, default=default_out('memory'),
-                        help=out_help('memory'))
+    parser.add_argument('--out', type=Path, default=default_out('memory'), help=out_help('memory'))
     args = parser.parse_args(argv)
     check_out(args.out, args.quick)
     command = 'python benchmarks/memory.py ' + ' '.join(
-        sys.argv[1:] if argv is None else list(argv))
+        sys.argv[1:] if argv is None else list(argv)
+    )
     wall_start = time.perf_counter()
 
     rows = []
-    for dataset, side, n in (QUICK_SHAPES if args.quick else SHAPES):
+    for dataset, side, n in QUICK_SHAPES if args.quick else SHAPES:
         a, b = bench.make_views(n, args.dim, args.seed)
         value = float(info_nce(a, b, args.tau))
         ref = reference_value(a, b, args.tau)
         rel = abs(value - ref) / abs(ref)
         if not rel < 1e-6:
-            raise RuntimeError(f'{dataset} {side}: chunked InfoNCE {value} differs from the '
-                               f'float64 reference {ref} (rel. {rel:.1e})')
+            raise RuntimeError(
+                f'{dataset} {side}: chunked InfoNCE {value} differs from the '
+                f'float64 reference {ref} (rel. {rel:.1e})'
+            )
         chunk = auto_chunk_size(n)
         chunked = bench.measure_memory(n, args.dim, chunk, True, args.tau)
         dense_est = bench.estimate_bytes(n, args.dim, None, True)
@@ -110,9 +116,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             dense_estimated_bytes=dense_est, dense_measured=dense is not None,
             available_bytes=avail,
         ))  # fmt: skip
-        print(f'{dataset} {side}: chunked {fmt_bytes(chunked)}, full '
-              f'{fmt_bytes(dense) if dense is not None else "~" + fmt_bytes(dense_est)}',
-              flush=True)
+        print(
+            f'{dataset} {side}: chunked {fmt_bytes(chunked)}, full '
+            f'{fmt_bytes(dense) if dense is not None else "~" + fmt_bytes(dense_est)}',
+            flush=True,
+        )
 
     # Per dataset: the user and the item calls run one after the other, so the step's
     # extra peak is the larger of the two.
@@ -145,14 +153,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for row in rows:
         chunked, dense = row['chunked_peak_extra_bytes'], row['dense_peak_extra_bytes']
         full = dense if dense is not None else row['dense_estimated_bytes']
-        full_text = fmt_bytes(dense) if dense is not None else (
-            f'~{fmt_bytes(row["dense_estimated_bytes"])} (est., not run)')
+        full_text = (
+            fmt_bytes(dense)
+            if dense is not None
+            else (f'~{fmt_bytes(row["dense_estimated_bytes"])} (est., not run)')
+        )
         ratio = f'{chunked / full:.3f}x' if chunked and full else 'n/a'
         lines.append(
             f'| {row["dataset"]} | {row["side"]} | {row["rows"]:,} | {row["chunk_size"]} | '
-            f'{fmt_bytes(chunked)} | {full_text} | {ratio} | {row["value_rel_diff"]:.1e} |')
-    lines += ['', '| dataset | step peak, chunked | step peak, full matrices | ratio |',
-              '|---|---:|---:|---:|']
+            f'{fmt_bytes(chunked)} | {full_text} | {ratio} | {row["value_rel_diff"]:.1e} |'
+        )
+    lines += [
+        '',
+        '| dataset | step peak, chunked | step peak, full matrices | ratio |',
+        '|---|---:|---:|---:|',
+    ]
     for name, d in datasets.items():
         full = fmt_bytes(d['dense']) + ('' if d['dense_measured'] else ' (est.)')
         ratio = f'{d["chunked"] / d["dense"]:.3f}x' if d['chunked'] and d['dense'] else 'n/a'
@@ -162,15 +177,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
         lines += ['', f'Target <= 300 MB extra on Sports: {QUICK_TARGETS}.']
     elif sports is not None and sports['chunked']:
         verdict = 'met' if sports['chunked'] <= TARGET_BYTES else 'NOT met'
-        lines += ['', f'Target <= 300 MB extra on Sports: {verdict} '
-                      f'({fmt_bytes(sports["chunked"])}).']
+        lines += [
+            '',
+            f'Target <= 300 MB extra on Sports: {verdict} ({fmt_bytes(sports["chunked"])}).',
+        ]
     text = '\n'.join(lines) + '\n'
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix('.md').write_text(text)
-    return save_result(args.out, 'memory', command=command.strip(), run_time_s=run_time_s,
-                       dim=args.dim, tau=args.tau, quick=args.quick, rows=rows,
-                       datasets=datasets)
+    return save_result(
+        args.out,
+        'memory',
+        command=command.strip(),
+        run_time_s=run_time_s,
+        dim=args.dim,
+        tau=args.tau,
+        quick=args.quick,
+        rows=rows,
+        datasets=datasets,
+    )
 
 
 if __name__ == '__main__':

@@ -105,8 +105,11 @@ def write_rows(path: Path, rows: list[dict[str, float]]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dataset', default='lfm2k')
-    parser.add_argument('--root', default=None,
-                        help='folder holding <dataset>/ (default: $PYG_MENTOR_DATA or ./datasets)')
+    parser.add_argument(
+        '--root',
+        default=None,
+        help='folder holding <dataset>/ (default: $PYG_MENTOR_DATA or ./datasets)',
+    )
     parser.add_argument('--out', required=True, help='run folder (log.csv, terms.csv)')
     parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE')
     args = parser.parse_args(argv)

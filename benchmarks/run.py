@@ -45,12 +45,22 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--quick', action='store_true', help='small shapes, 1 repetition')
     mode.add_argument('--full', action='store_true', help='add the largest cells')
-    parser.add_argument('--only', nargs='+', choices=list(BENCHMARKS), default=None,
-                        metavar='NAME', help=f'run only these ({", ".join(BENCHMARKS)})')
-    parser.add_argument('--out-dir', type=Path, default=None,
-                        help=f'where results go (default: {DEFAULT_OUT_DIR}, or '
-                             f'{DEFAULT_OUT_DIR / "quick"} with --quick; '
-                             'benchmarks/results updates the committed tables)')
+    parser.add_argument(
+        '--only',
+        nargs='+',
+        choices=list(BENCHMARKS),
+        default=None,
+        metavar='NAME',
+        help=f'run only these ({", ".join(BENCHMARKS)})',
+    )
+    parser.add_argument(
+        '--out-dir',
+        type=Path,
+        default=None,
+        help=f'where results go (default: {DEFAULT_OUT_DIR}, or '
+        f'{DEFAULT_OUT_DIR / "quick"} with --quick; '
+        'benchmarks/results updates the committed tables)',
+    )
     return parser
 
 

@@ -49,17 +49,18 @@ from benchmarks._common import (
 TARGET_S = 2.0
 #: What ``pyg-mentor`` runs (the console script's code), then reports whether torch
 #: was imported, on stderr's last line.
-CLI = ('import atexit, sys\n'
-       "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, "
-       'file=sys.stderr))\n'
-       'from pyg_mentor.cli import main\n'
-       'sys.exit(main())\n')
+CLI = (
+    'import atexit, sys\n'
+    "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, "
+    'file=sys.stderr))\n'
+    'from pyg_mentor.cli import main\n'
+    'sys.exit(main())\n'
+)
 #: (label, arguments after ``pyg-mentor``, expected exit status, judged by the target)
 COMMANDS = [
     ('pyg-mentor --help', ['--help'], 0, True),
     ('pyg-mentor train --help', ['train', '--help'], 0, True),
-    ('pyg-mentor train (argument error: --model missing)', ['train', '--dataset', 'x'], 2,
-     True),
+    ('pyg-mentor train (argument error: --model missing)', ['train', '--dataset', 'x'], 2, True),
     ('pyg-mentor train --bogus (argument error)', ['train', '--bogus'], 2, True),
     ('pyg-mentor compare --help', ['compare', '--help'], 0, True),
     # A command that needs the library (torch, PyG, which imports transformers where
@@ -75,8 +76,9 @@ BASELINES = [
 def call(args: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Seconds, exit status and stderr of ``python ARGS`` in a fresh process."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     return time.perf_counter() - start, done.returncode, done.stderr
 
 
@@ -84,13 +86,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeat', type=int, default=5, help='warm calls per command')
     parser.add_argument('--quick', action='store_true', help='1 call each (smoke test)')
-    parser.add_argument('--out', type=Path, default=default_out('startup'),
-                        help=out_help('startup'))
+    parser.add_argument(
+        '--out', type=Path, default=default_out('startup'), help=out_help('startup')
+    )
     args = parser.parse_args(argv)
     check_out(args.out, args.quick)
     repeat = 1 if args.quick else args.repeat
     command = 'python benchmarks/startup.py ' + shlex.join(
-        sys.argv[1:] if argv is None else list(argv))
+        sys.argv[1:] if argv is None else list(argv)
+    )
     started = time.perf_counter()
 
     cache = tempfile.mkdtemp(prefix='pyg_mentor_pycache_')
@@ -101,8 +105,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if cold_status != 0:
         raise RuntimeError(f'pyg-mentor --help exited with {cold_status}')
 
-    cells = [(label, ['-c', CLI, *cli_args], status, judged)
-             for label, cli_args, status, judged in COMMANDS]
+    cells = [
+        (label, ['-c', CLI, *cli_args], status, judged)
+        for label, cli_args, status, judged in COMMANDS
+    ]
     cells += [(label, base, 0, False) for label, base in BASELINES]
     times: dict[str, list[float]] = {label: [] for label, *_ in cells}
     torch_imported: dict[str, bool | None] = {}
@@ -110,19 +116,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for label, cmd, expected, _judged in cells:
             seconds, status, stderr = call(cmd)
             if status != expected:
-                raise RuntimeError(f'{label}: exit status {status}, expected {expected}:\n'
-                                   f'{stderr[-2000:]}')
+                raise RuntimeError(
+                    f'{label}: exit status {status}, expected {expected}:\n{stderr[-2000:]}'
+                )
             times[label].append(seconds)
             if cmd[1] == CLI:
                 torch_imported[label] = 'torch imported: True' in stderr
 
     python_s = statistics.median(times[BASELINES[0][0]])
     rows: list[dict[str, Any]] = [
-        dict(command='pyg-mentor --help, cold (empty bytecode cache)', times_s=[cold_s],
-             median_s=cold_s, judged=True, imports_torch=None)]
-    rows += [dict(command=label, times_s=times[label], median_s=statistics.median(times[label]),
-                  judged=judged, imports_torch=torch_imported.get(label))
-             for label, _cmd, _status, judged in cells]
+        dict(
+            command='pyg-mentor --help, cold (empty bytecode cache)',
+            times_s=[cold_s],
+            median_s=cold_s,
+            judged=True,
+            imports_torch=None,
+        )
+    ]
+    rows += [
+        dict(
+            command=label,
+            times_s=times[label],
+            median_s=statistics.median(times[label]),
+            judged=judged,
+            imports_torch=torch_imported.get(label),
+        )
+        for label, _cmd, _status, judged in cells
+    ]
     for row in rows:
         row['vs_python'] = row['median_s'] / python_s
         row['met'] = (row['median_s'] < TARGET_S) if row['judged'] and not args.quick else None
@@ -142,17 +162,34 @@ def main(argv: Sequence[str] | None = None) -> dict:
         '|---|---:|---:|---|---|',
     ]
     for row in rows:
-        verdict = ('-' if not row['judged'] else QUICK_TARGETS if args.quick
-                   else 'met' if row['met'] else 'NOT met')
+        verdict = (
+            '-'
+            if not row['judged']
+            else QUICK_TARGETS
+            if args.quick
+            else 'met'
+            if row['met']
+            else 'NOT met'
+        )
         torch_cell = {None: '-', True: 'yes', False: 'no'}[row['imports_torch']]
-        lines.append(f'| {row["command"]} | {row["median_s"]:.2f} | '
-                     f'{row["vs_python"]:.1f}x | {torch_cell} | {verdict} |')
+        lines.append(
+            f'| {row["command"]} | {row["median_s"]:.2f} | '
+            f'{row["vs_python"]:.1f}x | {torch_cell} | {verdict} |'
+        )
     text = '\n'.join(lines) + '\n'
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix('.md').write_text(text)
-    return save_result(args.out, 'startup', command=command.strip(), run_time_s=run_time_s,
-                       repeat=repeat, quick=args.quick, target_s=TARGET_S, rows=rows)
+    return save_result(
+        args.out,
+        'startup',
+        command=command.strip(),
+        run_time_s=run_time_s,
+        repeat=repeat,
+        quick=args.quick,
+        target_s=TARGET_S,
+        rows=rows,
+    )
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ table beside the numbers of the MENTOR paper (Baby / Sports / Clothing, MMRec pr
     python benchmarks/summarize_runs.py runs/baby-lightgcn runs/baby-mf_bpr \\
         --out benchmarks/results/baselines_baby.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,25 +40,30 @@ def table(runs: Sequence[dict]) -> str:
     for m in runs:
         trials = m.get('trials', [m])
         paper = paper_results(m['model'], m['dataset'])
-        ratio = f"{m['test']['recall@20'] / paper[1]:.3f}" if paper else '-'
+        ratio = f'{m["test"]["recall@20"] / paper[1]:.3f}' if paper else '-'
         winner = ', '.join(f'{k}={v}' for k, v in m.get('varied', {}).items()) or 'default'
-        test = ' | '.join(f"{m['test'][c]:.4f}" for c in COLUMNS)
+        test = ' | '.join(f'{m["test"][c]:.4f}' for c in COLUMNS)
         lines.append(
-            f"| {m['model']} | {m['dataset']} | {len(trials)} | {winner} "
-            f"| {m['best_epoch']} / {m['epochs_run']} | {m['seconds_per_epoch']:.2f} "
-            f"| {m['valid']['recall@20']:.4f} | {test} "
-            f"| {paper[1] if paper else '-'} | {ratio} |")
+            f'| {m["model"]} | {m["dataset"]} | {len(trials)} | {winner} '
+            f'| {m["best_epoch"]} / {m["epochs_run"]} | {m["seconds_per_epoch"]:.2f} '
+            f'| {m["valid"]["recall@20"]:.4f} | {test} '
+            f'| {paper[1] if paper else "-"} | {ratio} |'
+        )
     return '\n'.join(lines)
 
 
 def trials_table(m: dict) -> str:
-    lines = ['| trial | valid R@20 | test R@20 | best epoch | s/epoch |',
-             '|---|---:|---:|---:|---:|']
+    lines = [
+        '| trial | valid R@20 | test R@20 | best epoch | s/epoch |',
+        '|---|---:|---:|---:|---:|',
+    ]
     for t in m.get('trials', []):
         name = ', '.join(f'{k}={v}' for k, v in t['varied'].items())
-        lines.append(f"| {name} | {t['valid'].get('recall@20', float('nan')):.4f} "
-                     f"| {t['test'].get('recall@20', float('nan')):.4f} "
-                     f"| {t['best_epoch']} | {t['seconds_per_epoch']:.2f} |")
+        lines.append(
+            f'| {name} | {t["valid"].get("recall@20", float("nan")):.4f} '
+            f'| {t["test"].get("recall@20", float("nan")):.4f} '
+            f'| {t["best_epoch"]} | {t["seconds_per_epoch"]:.2f} |'
+        )
     return '\n'.join(lines)
 
 
@@ -70,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parts = [table(runs)]
     for m in runs:
         if 'trials' in m:
-            parts.append(f"\n{m['model']} on {m['dataset']} ({m['path']}): every trial\n")
+            parts.append(f'\n{m["model"]} on {m["dataset"]} ({m["path"]}): every trial\n')
             parts.append(trials_table(m))
     text = '\n'.join(parts) + '\n'
     print(text)

@@ -9,6 +9,7 @@ real signal.
 
     python examples/reuse_layers.py --epochs 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,28 +41,31 @@ class SemanticLightGCN(Recommender):
     def __init__(self, num_users: int, num_items: int, dim: int = 64, num_layers: int = 2):
         super().__init__(num_users, num_items)
         self.num_layers = num_layers
-        self.emb = torch.nn.ParameterDict({
-            'user': torch.nn.Parameter(torch.empty(num_users, dim)),
-            'item': torch.nn.Parameter(torch.empty(num_items, dim)),
-        })
+        self.emb = torch.nn.ParameterDict(
+            {
+                'user': torch.nn.Parameter(torch.empty(num_users, dim)),
+                'item': torch.nn.Parameter(torch.empty(num_items, dim)),
+            }
+        )
         for p in self.emb.values():
             torch.nn.init.xavier_uniform_(p)
         # Parameter-free layers; each caches the normalised adjacency of the
         # graph it is called on.
-        self.conv = HeteroConv({
-            ('user', 'rates', 'item'): BipartiteLightConv(cached=True),
-            ('item', 'rated_by', 'user'): BipartiteLightConv(cached=True),
-            SIMILAR: ItemGraphConv(),
-        }, aggr='sum')
+        self.conv = HeteroConv(
+            {
+                ('user', 'rates', 'item'): BipartiteLightConv(cached=True),
+                ('item', 'rated_by', 'user'): BipartiteLightConv(cached=True),
+                SIMILAR: ItemGraphConv(),
+            },
+            aggr='sum',
+        )
 
     def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
-        edge_index_dict = {k: v for k, v in data.edge_index_dict.items()
-                           if k in self.conv.convs}
+        edge_index_dict = {k: v for k, v in data.edge_index_dict.items() if k in self.conv.convs}
         x = dict(self.emb)
         out = {k: [v] for k, v in x.items()}
         for _ in range(self.num_layers):
-            x = self.conv(x, edge_index_dict,
-                          edge_weight_dict={SIMILAR: data[SIMILAR].edge_weight})
+            x = self.conv(x, edge_index_dict, edge_weight_dict={SIMILAR: data[SIMILAR].edge_weight})
             for k, v in x.items():
                 out[k].append(v)
         return (torch.stack(out['user']).mean(0), torch.stack(out['item']).mean(0))
@@ -78,22 +82,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--epochs', type=int, default=20)
     parser.add_argument('--k', type=int, default=10, help='kNN neighbours per item')
-    parser.add_argument('--beta', type=float, default=0.5,
-                        help='weight of the item-graph messages')
+    parser.add_argument('--beta', type=float, default=0.5, help='weight of the item-graph messages')
     args = parser.parse_args()
 
     # The data path: PyG transforms add the FAISS kNN graph of each modality and
     # fuse them, with weights summing to beta, into ('item', 'similar', 'item').
     data = make_planted(num_users=2000, num_items=800, seed=0)
-    data = T.Compose([ModalityKNNGraph(k=args.k),
-                      FuseItemGraphs({'image': args.beta / 2, 'text': args.beta / 2})])(data)
+    data = T.Compose(
+        [
+            ModalityKNNGraph(k=args.k),
+            FuseItemGraphs({'image': args.beta / 2, 'text': args.beta / 2}),
+        ]
+    )(data)
     print(data)
     config = TrainConfig(epochs=args.epochs, lr=1e-2, batch_size=1024, patience=args.epochs)
 
     results = {}
-    for name, build in [('LightGCN', lambda: LightGCN.from_data(data)),
-                        ('LightGCN + FAISS item graph',
-                         lambda: SemanticLightGCN.from_data(data))]:
+    for name, build in [
+        ('LightGCN', lambda: LightGCN.from_data(data)),
+        ('LightGCN + FAISS item graph', lambda: SemanticLightGCN.from_data(data)),
+    ]:
         seed_everything(config.seed)
         result = Trainer(build(), data, config).fit()
         results[name] = result.test

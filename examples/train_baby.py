@@ -17,6 +17,7 @@ the full protocol (up to 1000 epochs with early stopping) is a job for a GPU, so
 `--epochs` the script trains 1000 epochs on a GPU and CPU_EPOCHS (5, ~10 minutes, test
 R@20 about .069) on a CPU, and says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from pyg_mentor.cli import setup_logging
 from pyg_mentor.config import load_config_file
 from pyg_mentor.datasets.load import load_dataset
 from pyg_mentor.evaluation import format_metrics_table
@@ -39,24 +41,35 @@ CPU_EPOCHS = 5
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', default='mentor',
-                        help='registered model (see `pyg-mentor models`)')
-    parser.add_argument('--epochs', type=int, default=None,
-                        help='maximum epochs; early stopping may end sooner (default: 1000 '
-                             f'on a GPU, {CPU_EPOCHS} on a CPU)')
-    parser.add_argument('--root', default=str(ROOT),
-                        help='folder holding baby/baby.inter[.gz]')
+    parser.add_argument(
+        '--model', default='mentor', help='registered model (see `pyg-mentor models`)'
+    )
+    parser.add_argument(
+        '--epochs',
+        type=int,
+        default=None,
+        help='maximum epochs; early stopping may end sooner (default: 1000 '
+        f'on a GPU, {CPU_EPOCHS} on a CPU)',
+    )
+    parser.add_argument('--root', default=str(ROOT), help='folder holding baby/baby.inter[.gz]')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--config', default=None,
-                        help='a .json/.toml file of options')
+    parser.add_argument('--config', default=None, help='a .json/.toml file of options')
     parser.add_argument('--out', default='runs/train_baby')
-    parser.add_argument('--synthetic', action='store_true',
-                        help='use Baby-shaped planted synthetic data instead')
-    parser.add_argument('--scale', type=float, default=1.0,
-                        help='size factor of the synthetic data (with --synthetic)')
-    parser.add_argument('--features', choices=('interactions', 'random'),
-                        default='interactions',
-                        help='surrogate features for multimodal models on Baby')
+    parser.add_argument(
+        '--synthetic', action='store_true', help='use Baby-shaped planted synthetic data instead'
+    )
+    parser.add_argument(
+        '--scale',
+        type=float,
+        default=1.0,
+        help='size factor of the synthetic data (with --synthetic)',
+    )
+    parser.add_argument(
+        '--features',
+        choices=('interactions', 'random'),
+        default='interactions',
+        help='surrogate features for multimodal models on Baby',
+    )
     return parser.parse_args(argv)
 
 
@@ -69,35 +82,52 @@ def resolve_epochs(epochs: int | None, device: str, options: dict) -> int:
             logging.warning(
                 'Training %d epochs on %s (the protocol allows up to 1000 with early '
                 'stopping; pass --epochs 1000 for it: a day or more on a CPU)',
-                epochs, device)
+                epochs,
+                device,
+            )
     return epochs
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s',
-                        datefmt='%H:%M:%S')
+    setup_logging(verbose=False)  # the CLI's: quiet, known third-party warnings filtered
 
     name = 'synthetic-baby' if args.synthetic else 'baby'
     multimodal = get_model_spec(args.model).cls.multimodal
     surrogate = args.features if multimodal and not args.synthetic else None
     data = load_dataset(name, args.root, scale=args.scale, surrogate=surrogate)
-    print(data)
+    logging.getLogger(__name__).debug('Data: %s', data)
 
     options = load_config_file(args.config) if args.config else {}
     epochs = resolve_epochs(args.epochs, args.device, options)
     options.update(epochs=epochs, device=args.device)
     # `source` tells `pyg-mentor evaluate/recommend --run OUT` how to reload the data.
-    result = train_model(args.model, data, options, args.out, dataset=name, source={
-        'root': str(Path(args.root).resolve()), 'scale': args.scale,
-        'surrogate_features': surrogate})
+    result = train_model(
+        args.model,
+        data,
+        options,
+        args.out,
+        dataset=name,
+        source={
+            'root': str(Path(args.root).resolve()),
+            'scale': args.scale,
+            'surrogate_features': surrogate,
+        },
+    )
 
-    print(f"\n{args.model} on {name}: best epoch {result['best_epoch']} of "
-          f"{result['epochs_run']} ({result['status']}, "
-          f"{result['seconds_per_epoch']:.1f} s/epoch)")
-    print(format_metrics_table({'valid': result['valid'], 'test': result['test']},
-                               ks=(10, 20), metrics=('recall', 'ndcg')))
-    print(f"metrics and checkpoints: {args.out}/")
+    print(
+        f'\n{args.model} on {name}: best epoch {result["best_epoch"]} of '
+        f'{result["epochs_run"]} ({result["status"]}, '
+        f'{result["seconds_per_epoch"]:.1f} s/epoch)'
+    )
+    print(
+        format_metrics_table(
+            {'valid': result['valid'], 'test': result['test']},
+            ks=(10, 20),
+            metrics=('recall', 'ndcg'),
+        )
+    )
+    print(f'metrics and checkpoints: {args.out}/')
     return result
 
 

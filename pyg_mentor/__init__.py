@@ -5,6 +5,7 @@ The subpackages are imported on first use (``pyg_mentor.nn``, ``pyg_mentor.Evalu
 ...), so that ``import pyg_mentor.config`` or the command line's ``--help`` do not pay
 for importing torch and PyG.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -15,8 +16,7 @@ __version__ = '0.1.0'
 _SUBMODULES = ('datasets', 'nn', 'transforms', 'utils')
 _ATTRIBUTES = {'Evaluator': 'pyg_mentor.evaluation', 'topk_metrics': 'pyg_mentor.evaluation'}
 
-__all__ = ['datasets', 'nn', 'transforms', 'utils', 'Evaluator', 'topk_metrics',
-           '__version__']
+__all__ = ['datasets', 'nn', 'transforms', 'utils', 'Evaluator', 'topk_metrics', '__version__']
 
 if TYPE_CHECKING:
     from pyg_mentor import datasets, nn, transforms, utils

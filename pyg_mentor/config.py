@@ -13,6 +13,7 @@ the model's ``__init__`` parameter (``lr=abc`` -> "lr must be a float, got
 a negative number of layers, a dropout outside [0, 1), ...) are refused
 (:func:`check_value`, :func:`check_model_option`).
 """
+
 from __future__ import annotations
 
 import ast
@@ -124,24 +125,25 @@ class TrainConfig:
         if name not in ('recall', 'ndcg', 'precision', 'map') or not k.isdigit():
             raise ValueError(
                 f"valid_metric must look like 'recall@20' "
-                f"(recall/ndcg/precision/map), got '{self.valid_metric}'")
+                f"(recall/ndcg/precision/map), got '{self.valid_metric}'"
+            )
         if int(k) not in self.ks:
-            raise ValueError(f"valid_metric '{self.valid_metric}' needs "
-                             f"{k} in ks={self.ks}")
+            raise ValueError(f"valid_metric '{self.valid_metric}' needs {k} in ks={self.ks}")
         if self.sampler not in SAMPLERS:
-            raise ValueError(f'sampler must be one of {SAMPLERS}, '
-                             f"got '{self.sampler}'")
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got '{self.sampler}'")
         if self.sampler == 'neighbor':
             if not self.num_neighbors or any(n == 0 or n < -1 for n in self.num_neighbors):
-                raise ValueError("sampler='neighbor' needs num_neighbors, one entry per "
-                                 'user-item layer, each >= 1 or -1 (all), e.g. [10, 10]; '
-                                 f'got {self.num_neighbors}')
+                raise ValueError(
+                    "sampler='neighbor' needs num_neighbors, one entry per "
+                    'user-item layer, each >= 1 or -1 (all), e.g. [10, 10]; '
+                    f'got {self.num_neighbors}'
+                )
         elif self.num_neighbors is not None:
-            raise ValueError("num_neighbors is only used with sampler='neighbor' "
-                             f"(sampler is '{self.sampler}')")
+            raise ValueError(
+                f"num_neighbors is only used with sampler='neighbor' (sampler is '{self.sampler}')"
+            )
         if self.select_on not in SELECT_ON:
-            raise ValueError(f'select_on must be one of {SELECT_ON}, '
-                             f"got '{self.select_on}'")
+            raise ValueError(f"select_on must be one of {SELECT_ON}, got '{self.select_on}'")
         for key in ('epochs', 'batch_size', 'eval_batch_size'):
             if getattr(self, key) < 1:
                 raise ValueError(f'{key} must be >= 1, got {getattr(self, key)}')
@@ -197,18 +199,21 @@ class DataConfig:
             raise ValueError(f'mm_image_weight must be in [0, 1], got {self.mm_image_weight}')
         if self.modality_weights is not None:
             if not isinstance(self.modality_weights, Mapping) or not self.modality_weights:
-                raise ValueError('modality_weights must be a non-empty mapping '
-                                 f'{{modality: weight}}, got {self.modality_weights!r}')
-            self.modality_weights = {str(k): float(v)
-                                     for k, v in self.modality_weights.items()}
+                raise ValueError(
+                    'modality_weights must be a non-empty mapping '
+                    f'{{modality: weight}}, got {self.modality_weights!r}'
+                )
+            self.modality_weights = {str(k): float(v) for k, v in self.modality_weights.items()}
 
     def graph_weights(self, modalities: Sequence[str]) -> dict[str, float]:
         r"""The fusion weight of each of :obj:`modalities`' item graphs."""
         if self.modality_weights is not None:
             missing = sorted(set(modalities) - set(self.modality_weights))
             if missing:
-                raise ValueError(f'modality_weights has no weight for {missing} '
-                                 f'(modalities: {sorted(modalities)})')
+                raise ValueError(
+                    f'modality_weights has no weight for {missing} '
+                    f'(modalities: {sorted(modalities)})'
+                )
             return {m: self.modality_weights[m] for m in modalities}
         if set(modalities) == {'image', 'text'}:
             return {'image': self.mm_image_weight, 'text': 1.0 - self.mm_image_weight}
@@ -222,6 +227,7 @@ DATA_FIELDS = frozenset(f.name for f in dataclasses.fields(DataConfig))
 
 
 # Checking values ##########################################################
+
 
 def _describe_type(hint: Any) -> str:
     if hint is bool:
@@ -266,8 +272,9 @@ def check_value(name: str, value: Any, hint: Any) -> Any:
                 return check_value(name, value, option)
             except ValueError:
                 continue
-        raise ValueError(f'{name} must be '
-                         f"{' or '.join(_describe_type(a) for a in args)}, got {value!r}")
+        raise ValueError(
+            f'{name} must be {" or ".join(_describe_type(a) for a in args)}, got {value!r}'
+        )
     ok = True
     if origin is Literal:
         ok = value in args
@@ -326,10 +333,13 @@ def _model_options(model_cls: type) -> dict[str, Any]:
         hints = typing.get_type_hints(model_cls.__init__)
     except Exception:  # noqa: BLE001  (unresolvable annotations: no type checks)
         hints = {}
-    return {name: hints.get(name, Any) for name, p in params.items()
-            if name not in ('self', 'num_users', 'num_items')
-            and p.default is not inspect.Parameter.empty
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {
+        name: hints.get(name, Any)
+        for name, p in params.items()
+        if name not in ('self', 'num_users', 'num_items')
+        and p.default is not inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
 def check_device(device: str) -> None:
@@ -340,27 +350,31 @@ def check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', "
-                         f'got {device!r}') from None
+        raise ValueError(
+            f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}"
+        ) from None
     if dev.type == 'cuda':
         if not torch.backends.cuda.is_built():
-            raise ValueError(f"device '{device}' is not available: this PyTorch build "
-                             f'({torch.__version__}) has no CUDA support; use device=cpu')
+            raise ValueError(
+                f"device '{device}' is not available: this PyTorch build "
+                f'({torch.__version__}) has no CUDA support; use device=cpu'
+            )
         count = torch.cuda.device_count()
         if count == 0:
-            raise ValueError(f"device '{device}' is not available: no CUDA device found "
-                             '(torch.cuda.is_available() is False); use device=cpu')
+            raise ValueError(
+                f"device '{device}' is not available: no CUDA device found "
+                '(torch.cuda.is_available() is False); use device=cpu'
+            )
         if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device '{device}' is not available: this machine has "
-                             f'{count} CUDA device(s)')
+            raise ValueError(
+                f"device '{device}' is not available: this machine has {count} CUDA device(s)"
+            )
     elif dev.type == 'mps' and not torch.backends.mps.is_available():
-        raise ValueError(f"device '{device}' is not available on this machine; "
-                         'use device=cpu')
+        raise ValueError(f"device '{device}' is not available on this machine; use device=cpu")
     elif dev.type not in ('cpu', 'cuda', 'mps', 'meta'):
         backend = getattr(torch, dev.type, None)
         if backend is None or not backend.is_available():
-            raise ValueError(f"device '{device}' is not available on this machine; "
-                             'use device=cpu')
+            raise ValueError(f"device '{device}' is not available on this machine; use device=cpu")
 
 
 def parse_value(text: str) -> Any:
@@ -446,7 +460,8 @@ def expand_grid(
         raise KeyError(
             f'Unknown option(s) {unknown} for model {model_cls.__name__}; '
             f'training options: {sorted(TRAIN_FIELDS)}; model options: '
-            f'{sorted(model_keys)}{data_text}')
+            f'{sorted(model_keys)}{data_text}'
+        )
     # `ks`, `modalities` and `num_neighbors` are lists by nature; a grid over
     # them is a list of lists.
     axes = {k: v for k, v in options.items() if _is_axis(k, v)}

@@ -218,9 +218,7 @@ def _make_collection(ks: Sequence[int]) -> LinkPredMetricCollection:
     )
 
 
-def _collect(
-    collection: LinkPredMetricCollection, ks: Sequence[int]
-) -> dict[str, float]:
+def _collect(collection: LinkPredMetricCollection, ks: Sequence[int]) -> dict[str, float]:
     out = collection.compute()
     return {f'{name}@{k}': float(out[f'{name}@{k}']) for name in METRICS for k in ks}
 
@@ -297,8 +295,9 @@ def topk_metrics(
     return _collect(collection, ks)
 
 
-def _mmssl_sums(pred: Tensor, label_row: Tensor, label_col: Tensor,
-                num_labels: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
+def _mmssl_sums(
+    pred: Tensor, label_row: Tensor, label_col: Tensor, num_labels: Tensor, ks: Sequence[int]
+) -> dict[str, Tensor]:
     r"""Per-metric sums over the rows of ranked lists :obj:`pred`
     :obj:`[n, max(ks)]` (see :func:`mmssl_metrics`)."""
     n, max_k = pred.shape
@@ -307,8 +306,7 @@ def _mmssl_sums(pred: Tensor, label_row: Tensor, label_col: Tensor,
     keys = (label_row * width + label_col).unique()
     rows = torch.arange(n, device=pred.device).view(-1, 1)
     hits = torch.isin(rows * width + pred, keys).to(torch.float64)  # [n, max_k]
-    discount = 1.0 / torch.log2(torch.arange(2, max_k + 2, device=pred.device,
-                                             dtype=torch.float64))
+    discount = 1.0 / torch.log2(torch.arange(2, max_k + 2, device=pred.device, dtype=torch.float64))
     ideal = cumsum(discount)  # ideal[h] = DCG of h hits at the top
     in_list = hits.sum(dim=1).long()  # hits in the top max(ks)
     out = {}
@@ -319,8 +317,7 @@ def _mmssl_sums(pred: Tensor, label_row: Tensor, label_col: Tensor,
         out[f'recall@{k}'] = (found / num_labels).sum()
         out[f'precision@{k}'] = found.sum() / k
         out[f'hit_ratio@{k}'] = (found > 0).to(torch.float64).sum()
-        out[f'ndcg@{k}'] = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12),
-                                       0.0).sum()
+        out[f'ndcg@{k}'] = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12), 0.0).sum()
     return out
 
 
@@ -372,8 +369,7 @@ def mmssl_metrics(
     num_labels = torch.bincount(label_row, minlength=num_ranked).to(torch.float64)
     sums = _mmssl_sums(pred, label_row, labels[1], num_labels, ks)
     count = max(num_ranked, 1)
-    return {f'{name}@{k}': float(sums[f'{name}@{k}']) / count
-            for name in MMSSL_METRICS for k in ks}
+    return {f'{name}@{k}': float(sums[f'{name}@{k}']) / count for name in MMSSL_METRICS for k in ks}
 
 
 # ---------------------------------------------------------------------------
@@ -440,9 +436,7 @@ class Evaluator:
         store = data[RATES]
         label_index = store[label_key(split)]
         _check_pairs(label_index, self.num_users, self.num_items, label_key(split))
-        label_index = coalesce(
-            label_index, num_nodes=max(self.num_users, self.num_items)
-        )
+        label_index = coalesce(label_index, num_nodes=max(self.num_users, self.num_items))
 
         #: The evaluated users, ascending: shape [num_eval_users].
         self.users = torch.unique_consecutive(label_index[0])
@@ -524,12 +518,16 @@ class Evaluator:
                 lo, hi = label_ptr[first], label_ptr[end]
                 label_row = self._label_row[lo:hi] - first
                 if self.protocol == 'mmssl':
-                    num_labels = torch.tensor(label_ptr[first + 1:end + 1],
-                                              dtype=torch.float64) - torch.tensor(
-                        label_ptr[first:end], dtype=torch.float64)
-                    batch_sums = _mmssl_sums(torch.cat(preds), label_row,
-                                             self._label_col[lo:hi],
-                                             num_labels.to(label_row.device), self.ks)
+                    num_labels = torch.tensor(
+                        label_ptr[first + 1 : end + 1], dtype=torch.float64
+                    ) - torch.tensor(label_ptr[first:end], dtype=torch.float64)
+                    batch_sums = _mmssl_sums(
+                        torch.cat(preds),
+                        label_row,
+                        self._label_col[lo:hi],
+                        num_labels.to(label_row.device),
+                        self.ks,
+                    )
                     for key, value in batch_sums.items():
                         sums[key] = sums.get(key, 0.0) + float(value)
                 else:
@@ -539,13 +537,14 @@ class Evaluator:
                 preds, first = [], end
         if self.protocol == 'mmssl':
             count = max(num_users, 1)
-            return {f'{name}@{k}': sums.get(f'{name}@{k}', 0.0) / count
-                    for name in MMSSL_METRICS for k in self.ks}
+            return {
+                f'{name}@{k}': sums.get(f'{name}@{k}', 0.0) / count
+                for name in MMSSL_METRICS
+                for k in self.ks
+            }
         return _collect(collection, self.ks)
 
-    def evaluate_embeddings(
-        self, user_emb: Tensor, item_emb: Tensor
-    ) -> dict[str, float]:
+    def evaluate_embeddings(self, user_emb: Tensor, item_emb: Tensor) -> dict[str, float]:
         r"""Evaluates a dot-product model, :math:`s_{u,i} = e_u^\top e_i`.
 
         Args:

@@ -19,6 +19,7 @@ Folders written by ``pyg-mentor compare`` (``compare.json``) or by a script
 that calls :func:`~pyg_mentor.train.train_model` (``metrics.json`` only), and
 folders of earlier versions, are read as well.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,9 +52,11 @@ RUN_FILES = ('run.json', 'metrics.json', 'log.csv', 'best.pt', 'last.pt')
 RUN_DIRS = ('tensorboard', 'trials')
 # Temporary files of atomic writes (`.last.pt.<random>.tmp`, ...) and of the
 # JSON writer of earlier versions (`metrics.json.tmp`).
-_TEMP_FILE = re.compile(r'\.(?:last|best)\.pt\.\w+\.tmp'
-                        r'|\.(?:run|metrics|compare)\.json\.\w+\.tmp'
-                        r'|(?:run|metrics|compare)\.json\.tmp')
+_TEMP_FILE = re.compile(
+    r'\.(?:last|best)\.pt\.\w+\.tmp'
+    r'|\.(?:run|metrics|compare)\.json\.\w+\.tmp'
+    r'|(?:run|metrics|compare)\.json\.tmp'
+)
 
 
 class RunFolderError(ValueError):
@@ -96,13 +99,13 @@ class RunLock:
 
     def acquire(self) -> None:
         if self.folder.exists() and not self.folder.is_dir():
-            raise RunFolderError(f"output folder '{self.folder}' is an existing file, "
-                                 'not a folder')
+            raise RunFolderError(f"output folder '{self.folder}' is an existing file, not a folder")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise RunFolderError(f"cannot create the output folder '{self.folder}' "
-                                 f'({e.strerror or e})') from None
+            raise RunFolderError(
+                f"cannot create the output folder '{self.folder}' ({e.strerror or e})"
+            ) from None
         key = os.path.realpath(self.folder)
         if key in _HELD:
             _HELD[key][1] += 1
@@ -120,8 +123,9 @@ class RunLock:
             except FileExistsError:  # pragma: no cover  (not POSIX)
                 raise RunLockedError(self._busy_message(self._holder())) from None
             except OSError as e:
-                raise RunFolderError(f"cannot write into the output folder '{self.folder}' "
-                                     f'({e.strerror or e})') from None
+                raise RunFolderError(
+                    f"cannot write into the output folder '{self.folder}' ({e.strerror or e})"
+                ) from None
             if fcntl is None:  # pragma: no cover
                 break
             try:
@@ -141,9 +145,12 @@ class RunLock:
             if same:
                 break
             os.close(fd)
-        holder = {'pid': os.getpid(), 'host': socket.gethostname(),
-                  'started': time.strftime('%Y-%m-%d %H:%M:%S'),
-                  'command': ' '.join(sys.argv)}
+        holder = {
+            'pid': os.getpid(),
+            'host': socket.gethostname(),
+            'started': time.strftime('%Y-%m-%d %H:%M:%S'),
+            'command': ' '.join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(holder) + '\n').encode())
         _HELD[key] = [fd, 1]
@@ -170,14 +177,20 @@ class RunLock:
             return {}
 
     def _busy_message(self, holder: Mapping[str, Any]) -> str:
-        who = (f"pid {holder.get('pid')} on {holder.get('host')}, since "
-               f"{holder.get('started')}: {holder.get('command')}" if holder
-               else 'another process')
-        return (f"output folder '{self.folder}' is in use by another training "
-                f'({who}); wait for it to end or choose another --out')
+        who = (
+            f'pid {holder.get("pid")} on {holder.get("host")}, since '
+            f'{holder.get("started")}: {holder.get("command")}'
+            if holder
+            else 'another process'
+        )
+        return (
+            f"output folder '{self.folder}' is in use by another training "
+            f'({who}); wait for it to end or choose another --out'
+        )
 
 
 # Files #######################################################################
+
 
 def clean_temp_files(folder: str | Path) -> list[Path]:
     r"""Removes the temporary files that interrupted atomic writes left in a
@@ -194,8 +207,12 @@ def clean_temp_files(folder: str | Path) -> list[Path]:
                 continue
             removed.append(path)
     if removed:
-        log.info('Removed %d orphan temporary file(s) of an interrupted run in %s: %s',
-                 len(removed), folder, sorted(p.name for p in removed))
+        log.info(
+            'Removed %d orphan temporary file(s) of an interrupted run in %s: %s',
+            len(removed),
+            folder,
+            sorted(p.name for p in removed),
+        )
     return removed
 
 
@@ -248,14 +265,16 @@ def read_log(folder: str | Path) -> list[dict[str, float]]:
     with path.open(newline='') as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
-                rows.append({k: float(v) if v not in ('', None) else math.nan
-                             for k, v in row.items()})
+                rows.append(
+                    {k: float(v) if v not in ('', None) else math.nan for k, v in row.items()}
+                )
             except (TypeError, ValueError) as e:
                 raise RunFolderError(f'{path}, line {line}: {e}') from None
     return rows
 
 
 # Identity ####################################################################
+
 
 def plain(value: Any) -> Any:
     r""":obj:`value` as JSON would give it back (tuples -> lists, ...)."""
@@ -278,17 +297,19 @@ def identity_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> dict[s
     from pyg_mentor.utils.io import fingerprint_changes
 
     for key in ('model', 'data_digest'):
-        if saved.get(key) is not None and now.get(key) is not None and \
-                saved[key] != now[key]:
+        if saved.get(key) is not None and now.get(key) is not None and saved[key] != now[key]:
             out[key] = (saved[key], now[key])
-    if isinstance(saved.get('data_fingerprint'), dict) and \
-            isinstance(now.get('data_fingerprint'), dict):
+    if isinstance(saved.get('data_fingerprint'), dict) and isinstance(
+        now.get('data_fingerprint'), dict
+    ):
         changed = fingerprint_changes(saved['data_fingerprint'], now['data_fingerprint'])
         if changed:
             out['data_features'] = ('as trained', changed)
-    defaults = {'train_config': plain(TrainConfig().to_dict()),
-                'data_config': plain(DataConfig().to_dict()),
-                'model_kwargs': _signature_defaults(now.get('model') or saved.get('model'))}
+    defaults = {
+        'train_config': plain(TrainConfig().to_dict()),
+        'data_config': plain(DataConfig().to_dict()),
+        'model_kwargs': _signature_defaults(now.get('model') or saved.get('model')),
+    }
     for section, default in defaults.items():
         if not isinstance(saved.get(section), dict) or not isinstance(now.get(section), dict):
             continue
@@ -314,9 +335,13 @@ def _signature_defaults(model: str | None) -> dict[str, Any]:
         return {}
     if cls is None:
         return {}
-    return plain({name: p.default for name, p in
-                  inspect.signature(cls.__init__).parameters.items()
-                  if p.default is not inspect.Parameter.empty})
+    return plain(
+        {
+            name: p.default
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+    )
 
 
 def format_changes(changes: Mapping[str, tuple]) -> str:
@@ -332,6 +357,7 @@ def _short(value: Any) -> str:
 
 # Reading a run ###############################################################
 
+
 @dataclass
 class RunSource:
     r"""How to load a run's dataset again (the arguments of
@@ -346,8 +372,7 @@ class RunSource:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunSource:
-        keys = ('dataset', 'root', 'scale', 'data_seed', 'surrogate_features',
-                'allow_sparse_ids')
+        keys = ('dataset', 'root', 'scale', 'data_seed', 'surrogate_features', 'allow_sparse_ids')
         return cls(**{k: d[k] for k in keys if d.get(k) is not None})
 
 
@@ -413,18 +438,28 @@ def read_run(folder: str | Path, checkpoint: str | None = 'best') -> SavedRun:
         stamp = read_json(folder.parent.parent / COMPARE_FILE)
         grid_meta = read_json(folder.parent.parent / RUN_FILE)
         if grid_meta is not None:
-            stamp = {**(stamp or {}), 'model': grid_meta.get('model'),
-                     'dataset': grid_meta.get('dataset'),
-                     'data': {k: grid_meta.get(k) for k in (
-                         'root', 'scale', 'data_seed', 'surrogate_features',
-                         'allow_sparse_ids')}}
+            stamp = {
+                **(stamp or {}),
+                'model': grid_meta.get('model'),
+                'dataset': grid_meta.get('dataset'),
+                'data': {
+                    k: grid_meta.get(k)
+                    for k in (
+                        'root',
+                        'scale',
+                        'data_seed',
+                        'surrogate_features',
+                        'allow_sparse_ids',
+                    )
+                },
+            }
     metrics = read_json(folder / METRICS_FILE)
     result = metrics
     trial_dir = folder
     interrupted = None
     from_log = False  # An interrupted run read without a checkpoint.
     if metrics is not None and 'trials' in metrics:  # A grid: its winner.
-        trial_dir = folder / 'trials' / f"{metrics['winner']:03d}"
+        trial_dir = folder / 'trials' / f'{metrics["winner"]:03d}'
         trial_metrics = read_json(trial_dir / METRICS_FILE)
         if trial_metrics is None:
             raise RunFolderError(f'{trial_dir}: the grid winner has no {METRICS_FILE}')
@@ -432,32 +467,44 @@ def read_run(folder: str | Path, checkpoint: str | None = 'best') -> SavedRun:
             if plain(trial_metrics.get(key)) != plain(metrics.get(key)):
                 raise RunFolderError(
                     f'{folder / METRICS_FILE} and {trial_dir / METRICS_FILE} disagree '
-                    f'on {key}: the folder mixes runs')
+                    f'on {key}: the folder mixes runs'
+                )
         metrics = trial_metrics
     elif metrics is None:
         if (folder / 'trials').is_dir():
             raise RunFolderError(
                 f'{folder}: a grid search interrupted before its end (no {METRICS_FILE}): '
                 '`pyg-mentor train ... --resume` continues it; a finished trial can be '
-                f'read with --run {folder}/trials/NNN')
+                f'read with --run {folder}/trials/NNN'
+            )
         last = folder / 'last.pt'
         record_only = checkpoint is None and meta is not None
         if not last.exists() and not (folder / 'best.pt').exists() and not record_only:
-            what = ('no metrics.json and no checkpoint' if meta or stamp
-                    else 'no run.json, metrics.json or checkpoint')
+            what = (
+                'no metrics.json and no checkpoint'
+                if meta or stamp
+                else 'no run.json, metrics.json or checkpoint'
+            )
             raise RunFolderError(f"'{folder}' is not a run folder ({what})")
         if record_only:
             from_log = True
         elif last.exists():
             last_state = safe_torch_load(last, what='checkpoint')
             done = int(last_state.get('epoch', -1)) + 1 if isinstance(last_state, dict) else 0
-            cap = (last_state.get('config') or {}).get('epochs', '?') \
-                if isinstance(last_state, dict) else '?'
-            interrupted = (f'{folder}: interrupted at epoch {done} ({done} of {cap} '
-                           'epochs done): `pyg-mentor train ... --resume` continues it')
+            cap = (
+                (last_state.get('config') or {}).get('epochs', '?')
+                if isinstance(last_state, dict)
+                else '?'
+            )
+            interrupted = (
+                f'{folder}: interrupted at epoch {done} ({done} of {cap} '
+                'epochs done): `pyg-mentor train ... --resume` continues it'
+            )
         else:
-            interrupted = (f'{folder}: interrupted (no {METRICS_FILE}, no last.pt): '
-                           '`pyg-mentor train ... --resume` continues it')
+            interrupted = (
+                f'{folder}: interrupted (no {METRICS_FILE}, no last.pt): '
+                '`pyg-mentor train ... --resume` continues it'
+            )
 
     ckpt: Path | None = None
     state: dict[str, Any] | None = None
@@ -466,26 +513,31 @@ def read_run(folder: str | Path, checkpoint: str | None = 'best') -> SavedRun:
         if not ckpt.exists():
             hint = ''
             if metrics is not None and not (metrics.get('train_config') or {}).get(
-                    'checkpoint', True):
+                'checkpoint', True
+            ):
                 hint = ' (the run was trained with checkpoint=false)'
             elif interrupted:
                 hint = f' ({interrupted})'
             raise RunFolderError(f'{ckpt}: checkpoint not found{hint}')
         state = safe_torch_load(ckpt, what='checkpoint')
         if not isinstance(state, dict) or 'model' not in state or 'epoch' not in state:
-            raise CorruptFileError(f'{ckpt}: not a checkpoint of pyg-mentor (no model '
-                                   'state and epoch)')
-    saved_identity = state.get('run') if state is not None and isinstance(
-        state.get('run'), dict) else None
+            raise CorruptFileError(
+                f'{ckpt}: not a checkpoint of pyg-mentor (no model state and epoch)'
+            )
+    saved_identity = (
+        state.get('run') if state is not None and isinstance(state.get('run'), dict) else None
+    )
 
     # Where the run's identity comes from: metrics.json, else the checkpoint.
     if metrics is not None:
-        identity = {'model': metrics.get('model'),
-                    'model_kwargs': metrics.get('model_kwargs'),
-                    'data_config': metrics.get('data_config', {}),
-                    'train_config': metrics.get('train_config'),
-                    'data_digest': metrics.get('data_digest'),
-                    'data_fingerprint': metrics.get('data_fingerprint')}
+        identity = {
+            'model': metrics.get('model'),
+            'model_kwargs': metrics.get('model_kwargs'),
+            'data_config': metrics.get('data_config', {}),
+            'train_config': metrics.get('train_config'),
+            'data_digest': metrics.get('data_digest'),
+            'data_fingerprint': metrics.get('data_fingerprint'),
+        }
     elif saved_identity is not None:
         identity = dict(saved_identity)
     elif meta is not None and 'options' in meta and 'model' in meta:
@@ -493,11 +545,16 @@ def read_run(folder: str | Path, checkpoint: str | None = 'best') -> SavedRun:
     else:
         raise RunFolderError(
             f'{interrupted}; this folder does not record its model options, so its '
-            'checkpoint cannot be read before the run finishes')
-    if identity.get('model') is None or identity.get('model_kwargs') is None or \
-            identity.get('train_config') is None:
-        raise RunFolderError(f'{folder / METRICS_FILE}: incomplete (no model, '
-                             'model_kwargs or train_config)')
+            'checkpoint cannot be read before the run finishes'
+        )
+    if (
+        identity.get('model') is None
+        or identity.get('model_kwargs') is None
+        or identity.get('train_config') is None
+    ):
+        raise RunFolderError(
+            f'{folder / METRICS_FILE}: incomplete (no model, model_kwargs or train_config)'
+        )
 
     # Do the files describe one run?
     run_dataset = (metrics or {}).get('dataset')
@@ -507,73 +564,103 @@ def read_run(folder: str | Path, checkpoint: str | None = 'best') -> SavedRun:
         if record.get('model') is not None and record['model'] != identity['model']:
             raise RunFolderError(
                 f"{folder / name} says model {record['model']!r}, the run's "
-                f"{METRICS_FILE if metrics else 'checkpoint'} says {identity['model']!r}: "
-                'the folder mixes runs')
-        if record.get('dataset') is not None and run_dataset is not None and \
-                record['dataset'] != run_dataset:
+                f'{METRICS_FILE if metrics else "checkpoint"} says {identity["model"]!r}: '
+                'the folder mixes runs'
+            )
+        if (
+            record.get('dataset') is not None
+            and run_dataset is not None
+            and record['dataset'] != run_dataset
+        ):
             raise RunFolderError(
-                f"{folder / name} says dataset {record['dataset']!r}, {METRICS_FILE} "
-                f'says {run_dataset!r}: the folder mixes runs')
+                f'{folder / name} says dataset {record["dataset"]!r}, {METRICS_FILE} '
+                f'says {run_dataset!r}: the folder mixes runs'
+            )
     if meta is not None and identity_changes(
-            {k: meta.get(k) for k in ('data_digest', 'data_fingerprint')},
-            {k: identity.get(k) for k in ('data_digest', 'data_fingerprint')}):
-        raise RunFolderError(f'{folder / RUN_FILE} and the run record different datasets '
-                             '(their content digests differ): the folder mixes runs')
+        {k: meta.get(k) for k in ('data_digest', 'data_fingerprint')},
+        {k: identity.get(k) for k in ('data_digest', 'data_fingerprint')},
+    ):
+        raise RunFolderError(
+            f'{folder / RUN_FILE} and the run record different datasets '
+            '(their content digests differ): the folder mixes runs'
+        )
     if saved_identity is not None:
         changes = identity_changes(saved_identity, identity)
         if changes:
             raise RunFolderError(
                 f'{ckpt} was not written by the run that {METRICS_FILE} describes '
-                f'({format_changes(changes)}): the folder mixes runs')
-    elif state is not None and metrics is not None and isinstance(
-            state.get('config'), dict):
-        changes = identity_changes({'train_config': state['config']},
-                                   {'train_config': identity['train_config']})
+                f'({format_changes(changes)}): the folder mixes runs'
+            )
+    elif state is not None and metrics is not None and isinstance(state.get('config'), dict):
+        changes = identity_changes(
+            {'train_config': state['config']}, {'train_config': identity['train_config']}
+        )
         if changes:
             raise RunFolderError(
                 f'{ckpt} was trained with other options than {METRICS_FILE} says '
-                f'({format_changes(changes)}): the folder mixes runs')
+                f'({format_changes(changes)}): the folder mixes runs'
+            )
     if from_log:
-        result = _partial_result(folder, identity, run_dataset or (meta or {}).get(
-            'dataset'))
-        interrupted = (f"{folder}: interrupted at epoch {result['epochs_run']} "
-                       f"({result['epochs_run']} of {identity['train_config'].get('epochs', '?')} "
-                       'epochs done): `pyg-mentor train ... --resume` continues it')
-    epoch = int(state['epoch']) if state is not None else int(
-        (metrics or result or {}).get('best_epoch', -1))
+        result = _partial_result(folder, identity, run_dataset or (meta or {}).get('dataset'))
+        interrupted = (
+            f'{folder}: interrupted at epoch {result["epochs_run"]} '
+            f'({result["epochs_run"]} of {identity["train_config"].get("epochs", "?")} '
+            'epochs done): `pyg-mentor train ... --resume` continues it'
+        )
+    epoch = (
+        int(state['epoch'])
+        if state is not None
+        else int((metrics or result or {}).get('best_epoch', -1))
+    )
     if state is not None and metrics is not None:
-        expected = (metrics.get('best_epoch') if checkpoint == 'best'
-                    else metrics.get('epochs_run', 0) - 1)
+        expected = (
+            metrics.get('best_epoch') if checkpoint == 'best' else metrics.get('epochs_run', 0) - 1
+        )
         if expected is not None and expected >= 0 and epoch != expected:
             raise RunFolderError(
                 f'{ckpt} holds epoch {epoch}, but {METRICS_FILE} says '
-                f"{'the best epoch is' if checkpoint == 'best' else 'the last epoch is'} "
-                f'{expected}: the folder mixes runs (or the run was replaced midway)')
+                f'{"the best epoch is" if checkpoint == "best" else "the last epoch is"} '
+                f'{expected}: the folder mixes runs (or the run was replaced midway)'
+            )
 
-    source: dict[str, Any] = {'dataset': (metrics or {}).get('dataset')
-                              or (stamp or {}).get('dataset') or (meta or {}).get('dataset')}
+    source: dict[str, Any] = {
+        'dataset': (metrics or {}).get('dataset')
+        or (stamp or {}).get('dataset')
+        or (meta or {}).get('dataset')
+    }
     if stamp is not None:
         source.update({k: v for k, v in (stamp.get('data') or {}).items() if v is not None})
     if meta is not None:
-        source.update({k: meta[k] for k in ('root', 'scale', 'data_seed',
-                                            'surrogate_features', 'allow_sparse_ids')
-                       if meta.get(k) is not None})
+        source.update(
+            {
+                k: meta[k]
+                for k in ('root', 'scale', 'data_seed', 'surrogate_features', 'allow_sparse_ids')
+                if meta.get(k) is not None
+            }
+        )
     if not source.get('dataset'):
         raise RunFolderError(f'{folder}: does not record its dataset')
     return SavedRun(
-        folder=folder, checkpoint=ckpt, state=state, epoch=epoch,
-        model=identity['model'], model_kwargs=dict(identity['model_kwargs']),
+        folder=folder,
+        checkpoint=ckpt,
+        state=state,
+        epoch=epoch,
+        model=identity['model'],
+        model_kwargs=dict(identity['model_kwargs']),
         data_config=dict(identity.get('data_config') or {}),
         train_config=dict(identity['train_config']),
-        source=RunSource.from_dict(source), data_digest=identity.get('data_digest')
-        or (meta or {}).get('data_digest'),
-        data_fingerprint=identity.get('data_fingerprint')
-        or (meta or {}).get('data_fingerprint'),
-        metrics=metrics, interrupted=interrupted, result=dict(result or {}))
+        source=RunSource.from_dict(source),
+        data_digest=identity.get('data_digest') or (meta or {}).get('data_digest'),
+        data_fingerprint=identity.get('data_fingerprint') or (meta or {}).get('data_fingerprint'),
+        metrics=metrics,
+        interrupted=interrupted,
+        result=dict(result or {}),
+    )
 
 
-def _partial_result(folder: Path, identity: Mapping[str, Any],
-                    dataset: str | None) -> dict[str, Any]:
+def _partial_result(
+    folder: Path, identity: Mapping[str, Any], dataset: str | None
+) -> dict[str, Any]:
     r"""What ``metrics.json`` would hold, from the ``log.csv`` of an interrupted
     run: the best epoch by the trainer's rule and that epoch's metrics,
     ``status='partial'``."""
@@ -581,23 +668,33 @@ def _partial_result(folder: Path, identity: Mapping[str, Any],
 
     config = identity['train_config']
     rows = read_log(folder) if (folder / LOG_FILE).is_file() else []
-    best = best_epoch(rows, f"valid/{config.get('valid_metric', 'recall@20')}")
+    best = best_epoch(rows, f'valid/{config.get("valid_metric", "recall@20")}')
     row = next((r for r in rows if best is not None and int(r['epoch']) == best), {})
 
     def split(name: str) -> dict[str, float]:
-        return {k[len(name) + 1:]: v for k, v in row.items()
-                if k.startswith(name + '/') and not math.isnan(v)}
+        return {
+            k[len(name) + 1 :]: v
+            for k, v in row.items()
+            if k.startswith(name + '/') and not math.isnan(v)
+        }
 
-    seconds = [r['train_seconds'] for r in rows
-               if not math.isnan(r.get('train_seconds', math.nan))]
-    return {'model': identity['model'], 'dataset': dataset, 'status': 'partial',
-            'best_epoch': -1 if best is None else best, 'epochs_run': len(rows),
-            'valid': split('valid'), 'test': split('test'),
-            'train_seconds': sum(seconds), 'eval_seconds': math.nan,
-            'seconds_per_epoch': sum(seconds) / len(seconds) if seconds else math.nan,
-            'model_kwargs': identity['model_kwargs'],
-            'data_config': identity.get('data_config') or {},
-            'varied': {}, 'train_config': config}
+    seconds = [r['train_seconds'] for r in rows if not math.isnan(r.get('train_seconds', math.nan))]
+    return {
+        'model': identity['model'],
+        'dataset': dataset,
+        'status': 'partial',
+        'best_epoch': -1 if best is None else best,
+        'epochs_run': len(rows),
+        'valid': split('valid'),
+        'test': split('test'),
+        'train_seconds': sum(seconds),
+        'eval_seconds': math.nan,
+        'seconds_per_epoch': sum(seconds) / len(seconds) if seconds else math.nan,
+        'model_kwargs': identity['model_kwargs'],
+        'data_config': identity.get('data_config') or {},
+        'varied': {},
+        'train_config': config,
+    }
 
 
 def _identity_from_options(model: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -611,5 +708,9 @@ def _identity_from_options(model: str, options: Mapping[str, Any]) -> dict[str, 
     if len(trials) != 1:
         raise RunFolderError('an interrupted grid cannot be read before it finishes')
     trial = trials[0]
-    return {'model': model, 'model_kwargs': trial.model_kwargs,
-            'data_config': trial.data.to_dict(), 'train_config': trial.train.to_dict()}
+    return {
+        'model': model,
+        'model_kwargs': trial.model_kwargs,
+        'data_config': trial.data.to_dict(),
+        'train_config': trial.train.to_dict(),
+    }

@@ -9,6 +9,7 @@ installed), ``best.pt`` / ``last.pt`` checkpoints and ``metrics.json``.
 generators, early-stopping state, history), so a resumed run ends with the same
 result as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -78,8 +79,7 @@ def load_checkpoint(path: str | Path, map_location: Any = 'cpu') -> dict[str, An
     """
     state = safe_torch_load(path, map_location, what='checkpoint')
     if not isinstance(state, dict) or 'model' not in state or 'epoch' not in state:
-        raise CorruptFileError(f'{path}: not a checkpoint of pyg-mentor (no model '
-                               'state and epoch)')
+        raise CorruptFileError(f'{path}: not a checkpoint of pyg-mentor (no model state and epoch)')
     return state
 
 
@@ -158,21 +158,28 @@ def cpu_contention_note(device: str = 'cpu') -> str | None:
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
     if load <= 1:
         return None
-    return (f'the CPU is busy (load average {load:.1f} on {os.cpu_count()} cores) and '
-            'OMP_WAIT_POLICY is unset: spinning OpenMP threads can make short kernels '
-            '10-100x slower; consider OMP_WAIT_POLICY=PASSIVE (set before Python starts)')
+    return (
+        f'the CPU is busy (load average {load:.1f} on {os.cpu_count()} cores) and '
+        'OMP_WAIT_POLICY is unset: spinning OpenMP threads can make short kernels '
+        '10-100x slower; consider OMP_WAIT_POLICY=PASSIVE (set before Python starts)'
+    )
 
 
 def training_plan(config: TrainConfig, num_batches: int, start: int = 0) -> str:
     r"""One line: what a training will do at most (epochs, early stopping,
     batches per epoch), before it starts."""
     resume = f', resuming at epoch {start}' if start else ''
-    sampled = (f' on sampled subgraphs (num_neighbors {config.num_neighbors})'
-               if config.sampler == 'neighbor' else '')
-    return (f'plan: up to {config.epochs} epochs{resume}; early stopping after '
-            f'{config.patience + 1} epochs without a gain in valid {config.valid_metric} '
-            f'(patience {config.patience}); {num_batches} batches of {config.batch_size} '
-            f'per epoch{sampled}, full-ranking validation after each')
+    sampled = (
+        f' on sampled subgraphs (num_neighbors {config.num_neighbors})'
+        if config.sampler == 'neighbor'
+        else ''
+    )
+    return (
+        f'plan: up to {config.epochs} epochs{resume}; early stopping after '
+        f'{config.patience + 1} epochs without a gain in valid {config.valid_metric} '
+        f'(patience {config.patience}); {num_batches} batches of {config.batch_size} '
+        f'per epoch{sampled}, full-ranking validation after each'
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -220,11 +227,14 @@ class Trainer:
         self.data = data.to(self.device)
         self.edge_index = data[RATES].edge_index
         self.sampler = NegativeSampler(self.edge_index, data[ITEM].num_nodes)
-        self.evaluators = dict(evaluators) if evaluators else {
-            split: Evaluator(data, split, ks=config.ks,
-                             batch_size=config.eval_batch_size)
-            for split in ('valid', 'test')
-        }
+        self.evaluators = (
+            dict(evaluators)
+            if evaluators
+            else {
+                split: Evaluator(data, split, ks=config.ks, batch_size=config.eval_batch_size)
+                for split in ('valid', 'test')
+            }
+        )
         # The trainer owns every optimiser (steps and checkpoints them).
         self.optimizers = list(model.configure_optimizers(config.lr, config.weight_decay))
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -238,20 +248,25 @@ class Trainer:
             self.subgraphs = BPRNeighborLoader(
                 model.sampled_neighbors(config.num_neighbors),
                 torch.Generator().manual_seed(neighbor_seed(config.seed)),
-                features=model.multimodal)
+                features=model.multimodal,
+            )
 
     # Checkpoints ##############################################################
 
-    def _state(self, epoch: int, stop: dict[str, Any],
-               history: list[dict[str, float]]) -> dict[str, Any]:
+    def _state(
+        self, epoch: int, stop: dict[str, Any], history: list[dict[str, float]]
+    ) -> dict[str, Any]:
         return {
             'version': CHECKPOINT_VERSION,
             'epoch': epoch,
             'model': self.model.state_dict(),
             'optimizers': [o.state_dict() for o in self.optimizers],
             'generator': self.generator.get_state(),
-            **({'neighbor_generator': self.subgraphs.generator.get_state()}
-               if self.subgraphs is not None else {}),
+            **(
+                {'neighbor_generator': self.subgraphs.generator.get_state()}
+                if self.subgraphs is not None
+                else {}
+            ),
             'torch_rng': torch.get_rng_state(),
             'numpy_rng': np.random.get_state(),
             'python_rng': random.getstate(),
@@ -267,8 +282,7 @@ class Trainer:
         # their parameters' devices.
         state = load_checkpoint(path)
         if state.get('version') not in (1, CHECKPOINT_VERSION):
-            raise ValueError(f'{path}: unsupported checkpoint version '
-                             f"{state.get('version')}")
+            raise ValueError(f'{path}: unsupported checkpoint version {state.get("version")}')
         saved = {'train_config': state['config']}
         now = {'train_config': self.config.to_dict()}
         if isinstance(state.get('run'), dict) and self.run_info is not None:
@@ -278,12 +292,15 @@ class Trainer:
             raise RunFolderError(
                 f'{path}: cannot resume: the run was trained with other options '
                 f'({format_changes(changes)}); only {sorted(RESUME_MAY_CHANGE)} may '
-                'change on --resume')
+                'change on --resume'
+            )
         self.model.load_state_dict(state['model'])
         saved_optimizers = state.get('optimizers', [state.get('optimizer')])
         if len(saved_optimizers) != len(self.optimizers):
-            raise ValueError(f'{path}: the checkpoint holds {len(saved_optimizers)} '
-                             f'optimiser state(s), the model has {len(self.optimizers)}')
+            raise ValueError(
+                f'{path}: the checkpoint holds {len(saved_optimizers)} '
+                f'optimiser state(s), the model has {len(self.optimizers)}'
+            )
         for optimizer, saved in zip(self.optimizers, saved_optimizers):
             optimizer.load_state_dict(saved)
         self.generator.set_state(state['generator'])
@@ -312,14 +329,13 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            log.info('tensorboard is not installed: CSV log only '
-                     '(pip install "pyg_mentor[logging]")')
+            log.info(
+                'tensorboard is not installed: CSV log only (pip install "pyg_mentor[logging]")'
+            )
             return None
-        return SummaryWriter(str(self.out_dir / 'tensorboard'),
-                             purge_step=len(history) or None)
+        return SummaryWriter(str(self.out_dir / 'tensorboard'), purge_step=len(history) or None)
 
-    def _log_epoch(self, row: dict[str, float], history: list[dict[str, float]],
-                   writer) -> None:
+    def _log_epoch(self, row: dict[str, float], history: list[dict[str, float]], writer) -> None:
         history.append(row)
         if self.out_dir is None:
             return
@@ -338,8 +354,7 @@ class Trainer:
         if writer is not None:
             for key, value in row.items():
                 if key != 'epoch' and value == value:  # Skip NaN placeholders.
-                    writer.add_scalar(key.replace('@', '_at_'), value,
-                                      int(row['epoch']))
+                    writer.add_scalar(key.replace('@', '_at_'), value, int(row['epoch']))
             writer.flush()
 
     # Training #################################################################
@@ -362,13 +377,20 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         num_batches = self.num_batches
         if self.config.sampler == 'users':  # MMSSL's release
-            batches = user_batches(self.edge_index, self.sampler.num_items,
-                                   self.config.batch_size, self.generator)
+            batches = user_batches(
+                self.edge_index, self.sampler.num_items, self.config.batch_size, self.generator
+            )
         else:
-            batches = train_batches(self.edge_index, self.sampler,
-                                    self.config.batch_size, self.generator)
-        bar = tqdm(batches, total=num_batches, desc=f'epoch {epoch}',
-                   leave=False, disable=not self._show_bars())
+            batches = train_batches(
+                self.edge_index, self.sampler, self.config.batch_size, self.generator
+            )
+        bar = tqdm(
+            batches,
+            total=num_batches,
+            desc=f'epoch {epoch}',
+            leave=False,
+            disable=not self._show_bars(),
+        )
         for i, batch in enumerate(bar):
             graph = data
             if self.subgraphs is not None:  # The batch's subgraph, local ids.
@@ -377,12 +399,11 @@ class Trainer:
             terms = self.model.train_step(graph, batch.to(self.device), self.optimizers)
             if not torch.isfinite(terms['loss']):
                 values = {k: float(v) for k, v in terms.items()}
-                return {}, (f'non-finite loss at epoch {epoch}, batch {i}: '
-                            f'{values}')
+                return {}, (f'non-finite loss at epoch {epoch}, batch {i}: {values}')
             for key, value in terms.items():
                 sums[key] += float(value.detach())
             if i % 10 == 0:
-                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}")
+                bar.set_postfix(loss=f'{sums["loss"] / (i + 1):.4f}')
         return {f'train/{k}': v / num_batches for k, v in sums.items()}, None
 
     @torch.no_grad()
@@ -404,8 +425,10 @@ class Trainer:
         with RunLock(self.out_dir) if self.out_dir is not None else nullcontext():
             if self.out_dir is not None:
                 clean_temp_files(self.out_dir)
-            previous = (torch.are_deterministic_algorithms_enabled(),
-                        torch.is_deterministic_algorithms_warn_only_enabled())
+            previous = (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+            )
             if self.config.deterministic:
                 torch.use_deterministic_algorithms(True, warn_only=True)
             try:
@@ -416,10 +439,16 @@ class Trainer:
     def _fit(self, resume: bool) -> TrainResult:
         cfg = self.config
         metric = cfg.valid_metric
-        stop: dict[str, Any] = {'best_score': -1.0, 'bad_epochs': 0,
-                                'best_epoch': -1, 'valid': {}, 'test': {},
-                                'train_seconds': 0.0, 'eval_seconds': 0.0,
-                                'status': 'max_epochs'}
+        stop: dict[str, Any] = {
+            'best_score': -1.0,
+            'bad_epochs': 0,
+            'best_epoch': -1,
+            'valid': {},
+            'test': {},
+            'train_seconds': 0.0,
+            'eval_seconds': 0.0,
+            'status': 'max_epochs',
+        }
         history: list[dict[str, float]] = []
         start = 0
         last = self.out_dir / 'last.pt' if self.out_dir else None
@@ -443,15 +472,24 @@ class Trainer:
             if note:
                 log.info('note: %s', note)
         bars = self._show_bars()
-        epochs = tqdm(range(start, cfg.epochs), desc='training', unit='epoch',
-                      initial=start, total=cfg.epochs, disable=not bars)
+        epochs = tqdm(
+            range(start, cfg.epochs),
+            desc='training',
+            unit='epoch',
+            initial=start,
+            total=cfg.epochs,
+            disable=not bars,
+        )
         for epoch in epochs:
             t0 = time.perf_counter()
             train_log, error = self._train_epoch(epoch)
             t1 = time.perf_counter()
             if error is not None:
-                log.error('Stopping: %s. Keeping the best checkpoint (epoch %d).',
-                          error, stop['best_epoch'])
+                log.error(
+                    'Stopping: %s. Keeping the best checkpoint (epoch %d).',
+                    error,
+                    stop['best_epoch'],
+                )
                 stop['status'] = 'nan_loss'
                 stop['error'] = error
                 break
@@ -464,13 +502,24 @@ class Trainer:
             stop['train_seconds'] += t1 - t0
             stop['eval_seconds'] += time.perf_counter() - t1
             if improved:
-                stop.update(best_score=score, bad_epochs=0, best_epoch=epoch,
-                            valid=results['valid'], test=results['test'])
+                stop.update(
+                    best_score=score,
+                    bad_epochs=0,
+                    best_epoch=epoch,
+                    valid=results['valid'],
+                    test=results['test'],
+                )
                 if self.out_dir is not None and cfg.checkpoint:
-                    atomic_torch_save({'version': CHECKPOINT_VERSION, 'epoch': epoch,
-                                       'model': self.model.state_dict(),
-                                       'config': cfg.to_dict(), 'run': self.run_info},
-                                      self.out_dir / 'best.pt')
+                    atomic_torch_save(
+                        {
+                            'version': CHECKPOINT_VERSION,
+                            'epoch': epoch,
+                            'model': self.model.state_dict(),
+                            'config': cfg.to_dict(),
+                            'run': self.run_info,
+                        },
+                        self.out_dir / 'best.pt',
+                    )
             else:
                 stop['bad_epochs'] += 1
 
@@ -478,20 +527,32 @@ class Trainer:
             for split, values in results.items():
                 row.update({f'{split}/{k}': v for k, v in values.items()})
             self._log_epoch(row, history, writer)
-            epochs.set_postfix({metric: f"{results['valid'][metric]:.4f}",
-                                'best': f"{stop['best_score']:.4f}"})
+            epochs.set_postfix(
+                {metric: f'{results["valid"][metric]:.4f}', 'best': f'{stop["best_score"]:.4f}'}
+            )
             # One line per epoch where no bar shows it.
-            log.log(logging.DEBUG if bars else logging.INFO,
-                    'epoch %d/%d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  '
-                    '%.1fs', epoch, cfg.epochs, train_log.get('train/loss', float('nan')),
-                    metric, results['valid'][metric], stop['best_score'],
-                    stop['best_epoch'], time.perf_counter() - t0)
+            log.log(
+                logging.DEBUG if bars else logging.INFO,
+                'epoch %d/%d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs',
+                epoch,
+                cfg.epochs,
+                train_log.get('train/loss', float('nan')),
+                metric,
+                results['valid'][metric],
+                stop['best_score'],
+                stop['best_epoch'],
+                time.perf_counter() - t0,
+            )
             if epoch == start and cfg.epochs - epoch > 1:
                 seconds = time.perf_counter() - t0
-                log.info('epoch %d took %s: at most %s more to the cap of %d epochs '
-                         '(early stopping usually ends sooner)', epoch,
-                         _duration(seconds), _duration(seconds * (cfg.epochs - epoch - 1)),
-                         cfg.epochs)
+                log.info(
+                    'epoch %d took %s: at most %s more to the cap of %d epochs '
+                    '(early stopping usually ends sooner)',
+                    epoch,
+                    _duration(seconds),
+                    _duration(seconds * (cfg.epochs - epoch - 1)),
+                    cfg.epochs,
+                )
 
             if stop['bad_epochs'] > cfg.patience:
                 stop['status'] = 'early_stopped'
@@ -504,11 +565,16 @@ class Trainer:
             writer.close()
 
         result = TrainResult(
-            best_epoch=stop['best_epoch'], valid=stop['valid'], test=stop['test'],
-            epochs_run=len(history), status=stop['status'],
+            best_epoch=stop['best_epoch'],
+            valid=stop['valid'],
+            test=stop['test'],
+            epochs_run=len(history),
+            status=stop['status'],
             train_seconds=stop['train_seconds'],
-            eval_seconds=stop['eval_seconds'], history=history,
-            error=stop.get('error'))
+            eval_seconds=stop['eval_seconds'],
+            history=history,
+            error=stop.get('error'),
+        )
         return result
 
 
@@ -609,16 +675,15 @@ def train_model(
         data_key = json.dumps(trial.data.to_dict(), sort_keys=True)
         if data_key not in prepared:
             prepared[data_key] = prepare_data(
-                data, trial.data, item_graph=spec.cls.needs_item_graph,
-                cache_dir=data_cache)
+                data, trial.data, item_graph=spec.cls.needs_item_graph, cache_dir=data_cache
+            )
         return prepared[data_key]
 
     with RunLock(out) if out is not None else nullcontext():
         if out is not None:
             clean_temp_files(out)
             if resume:
-                _check_resume(out, model, spec, dataset, identities[0], options, trials,
-                              identities)
+                _check_resume(out, model, spec, dataset, identities[0], options, trials, identities)
         # The first model is built once before anything is written, so that a
         # data or option problem surfaces now (and not after run.json).
         first = spec.cls.from_data(prepare(trials[0]), **trials[0].model_kwargs)
@@ -629,15 +694,23 @@ def train_model(
             if not resume and holds_run(out):
                 log.info('Replacing the run in %s', out)
                 clear_run(out)
-            write_json(out / RUN_FILE, {
-                'format': 2, 'model': model, 'dataset': dataset,
-                **{k: v for k, v in (source or {}).items() if k != 'dataset'},
-                'data_digest': digest, 'data_fingerprint': fingerprint, 'options': options,
-                'torch': torch.__version__, 'python': sys.version.split()[0],
-                'argv': sys.argv, 'written': time.strftime('%Y-%m-%d %H:%M:%S'),
-            })
-        return _train_trials(model, spec, trials, identities, data, prepare, out,
-                             resume, dataset)
+            write_json(
+                out / RUN_FILE,
+                {
+                    'format': 2,
+                    'model': model,
+                    'dataset': dataset,
+                    **{k: v for k, v in (source or {}).items() if k != 'dataset'},
+                    'data_digest': digest,
+                    'data_fingerprint': fingerprint,
+                    'options': options,
+                    'torch': torch.__version__,
+                    'python': sys.version.split()[0],
+                    'argv': sys.argv,
+                    'written': time.strftime('%Y-%m-%d %H:%M:%S'),
+                },
+            )
+        return _train_trials(model, spec, trials, identities, data, prepare, out, resume, dataset)
 
 
 def _train_trials(
@@ -655,29 +728,42 @@ def _train_trials(
     evaluators: dict[tuple, dict[str, Evaluator]] = {}
     summaries = []
     for i, trial in enumerate(trials):
-        trial_dir = out if out is None or len(trials) == 1 else (
-            out / 'trials' / f'{i:03d}')
+        trial_dir = out if out is None or len(trials) == 1 else (out / 'trials' / f'{i:03d}')
         done = trial_dir / 'metrics.json' if trial_dir is not None else None
         if resume and done is not None and done.exists():
             summary = json.loads(done.read_text())
             # A trial capped below the current `epochs` is continued instead.
-            capped = (summary.get('status') == 'max_epochs' and summary.get(
-                'train_config', {}).get('epochs', 0) < trial.train.epochs)
-            if summary.get('status') in ('early_stopped', 'max_epochs') and len(
-                    trials) > 1 and not capped:
-                log.info('Trial %d/%d (%s) already finished', i + 1, len(trials),
-                         trial.name)
+            capped = (
+                summary.get('status') == 'max_epochs'
+                and summary.get('train_config', {}).get('epochs', 0) < trial.train.epochs
+            )
+            if (
+                summary.get('status') in ('early_stopped', 'max_epochs')
+                and len(trials) > 1
+                and not capped
+            ):
+                log.info('Trial %d/%d (%s) already finished', i + 1, len(trials), trial.name)
                 summaries.append(summary)
                 continue
         if len(trials) > 1:
             log.info('Trial %d/%d: %s', i + 1, len(trials), trial.name)
         key = (trial.train.ks, trial.train.eval_batch_size)
         if key not in evaluators:
-            evaluators[key] = {s: Evaluator(data, s, ks=trial.train.ks,
-                                            batch_size=trial.train.eval_batch_size)
-                               for s in ('valid', 'test')}
-        summary = _run_trial(spec.cls, model, trial, prepare(trial), trial_dir,
-                             evaluators[key], resume, dataset, identities[i])
+            evaluators[key] = {
+                s: Evaluator(data, s, ks=trial.train.ks, batch_size=trial.train.eval_batch_size)
+                for s in ('valid', 'test')
+            }
+        summary = _run_trial(
+            spec.cls,
+            model,
+            trial,
+            prepare(trial),
+            trial_dir,
+            evaluators[key],
+            resume,
+            dataset,
+            identities[i],
+        )
         summaries.append(summary)
 
     if len(summaries) == 1:
@@ -694,15 +780,22 @@ def _train_trials(
     result['selected_on'] = select_on
     result['winner'] = winner
     result['trials'] = [
-        {'trial': j, 'varied': trials[j].varied, 'status': s['status'],
-         'best_epoch': s['best_epoch'], 'valid': s['valid'], 'test': s['test'],
-         'seconds_per_epoch': s['seconds_per_epoch']}
+        {
+            'trial': j,
+            'varied': trials[j].varied,
+            'status': s['status'],
+            'best_epoch': s['best_epoch'],
+            'valid': s['valid'],
+            'test': s['test'],
+            'seconds_per_epoch': s['seconds_per_epoch'],
+        }
         for j, s in enumerate(summaries)
     ]
     if out is not None:
         write_json(out / 'metrics.json', result)
-    log.info('Grid winner (chosen on %s %s): trial %d %s', split, metric, winner,
-             trials[winner].varied)
+    log.info(
+        'Grid winner (chosen on %s %s): trial %d %s', split, metric, winner, trials[winner].varied
+    )
     return result
 
 
@@ -738,31 +831,51 @@ def _run_trial(
     if result.valid:
         # One line; the table once, at the end, by the caller (or with --verbose).
         metric = trial.train.valid_metric
-        log.info('%s %s: best epoch %d (%s), valid %s %.4f, test %s %.4f', model_name,
-                 trial.name, result.best_epoch, result.status, metric,
-                 result.valid.get(metric, math.nan), metric,
-                 result.test.get(metric, math.nan))
-        log.debug('\n%s', format_metrics_table({'valid': result.valid,
-                                                'test': result.test}, trial.train.ks))
+        log.info(
+            '%s %s: best epoch %d (%s), valid %s %.4f, test %s %.4f',
+            model_name,
+            trial.name,
+            result.best_epoch,
+            result.status,
+            metric,
+            result.valid.get(metric, math.nan),
+            metric,
+            result.test.get(metric, math.nan),
+        )
+        log.debug(
+            '\n%s',
+            format_metrics_table({'valid': result.valid, 'test': result.test}, trial.train.ks),
+        )
     return summary
 
 
-def run_identity(model: str, trial: Trial, data_digest: str | None,
-                 data_fingerprint: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_identity(
+    model: str,
+    trial: Trial,
+    data_digest: str | None,
+    data_fingerprint: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     r"""What makes a run the same run: the registered model, its options, the
     data and training options, and the content of the dataset
     (:func:`~pyg_mentor.utils.io.hetero_digest` of its interactions,
     :func:`~pyg_mentor.utils.io.hetero_fingerprint` of its features). Stored
     in the checkpoints and compared on ``--resume`` (except
     :obj:`~pyg_mentor.run_folder.RESUME_MAY_CHANGE`)."""
-    return plain({'model': model, 'model_kwargs': trial.model_kwargs,
-                  'data_config': trial.data.to_dict(),
-                  'train_config': trial.train.to_dict(), 'data_digest': data_digest,
-                  'data_fingerprint': data_fingerprint})
+    return plain(
+        {
+            'model': model,
+            'model_kwargs': trial.model_kwargs,
+            'data_config': trial.data.to_dict(),
+            'train_config': trial.train.to_dict(),
+            'data_digest': data_digest,
+            'data_fingerprint': data_fingerprint,
+        }
+    )
 
 
-def check_negatives(data: HeteroData, samplers: set[str] | Sequence[str] = ('interactions',)
-                    ) -> None:
+def check_negatives(
+    data: HeteroData, samplers: set[str] | Sequence[str] = ('interactions',)
+) -> None:
     r"""Raises a :class:`ValueError` if some user has no negative item to
     sample (e.g. a data set with one item or one user), before training."""
     edge_index, num_items = data[RATES].edge_index, data[ITEM].num_nodes
@@ -779,17 +892,32 @@ def _resolved_options(spec, options: Mapping[str, Any]) -> dict[str, Any]:
 
     from pyg_mentor.config import DataConfig
 
-    signature = {name: p.default for name, p in
-                 inspect.signature(spec.cls.__init__).parameters.items()
-                 if p.default is not inspect.Parameter.empty}
-    return plain({**TrainConfig().to_dict(), **DataConfig().to_dict(), **signature,
-                  **spec.defaults, **options})
+    signature = {
+        name: p.default
+        for name, p in inspect.signature(spec.cls.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    return plain(
+        {
+            **TrainConfig().to_dict(),
+            **DataConfig().to_dict(),
+            **signature,
+            **spec.defaults,
+            **options,
+        }
+    )
 
 
-def _check_resume(out: Path, model: str, spec, dataset: str | None,
-                  identity: Mapping[str, Any], options: Mapping[str, Any],
-                  trials: Sequence[Trial],
-                  identities: Sequence[Mapping[str, Any]]) -> None:
+def _check_resume(
+    out: Path,
+    model: str,
+    spec,
+    dataset: str | None,
+    identity: Mapping[str, Any],
+    options: Mapping[str, Any],
+    trials: Sequence[Trial],
+    identities: Sequence[Mapping[str, Any]],
+) -> None:
     r"""Refuses a ``--resume`` that would change the run in :obj:`out`: its
     model, its dataset (content digest) or an option outside
     :obj:`~pyg_mentor.run_folder.RESUME_MAY_CHANGE`, as recorded in
@@ -801,9 +929,12 @@ def _check_resume(out: Path, model: str, spec, dataset: str | None,
             changes['model'] = (meta['model'], model)
         if meta.get('dataset') and dataset and meta['dataset'] != dataset:
             changes['dataset'] = (meta['dataset'], dataset)
-        changes.update(identity_changes(
-            {k: meta.get(k) for k in ('data_digest', 'data_fingerprint')},
-            {k: identity[k] for k in ('data_digest', 'data_fingerprint')}))
+        changes.update(
+            identity_changes(
+                {k: meta.get(k) for k in ('data_digest', 'data_fingerprint')},
+                {k: identity[k] for k in ('data_digest', 'data_fingerprint')},
+            )
+        )
         if 'model' not in changes:
             old = _resolved_options(spec, meta.get('options') or {})
             new = _resolved_options(spec, options)
@@ -818,21 +949,35 @@ def _check_resume(out: Path, model: str, spec, dataset: str | None,
             try:
                 state = load_checkpoint(last)
             except CorruptFileError as e:
-                raise CorruptFileError(f'{e}; delete it to restart this run from its '
-                                       'beginning, or train without --resume') from None
-            saved = state['run'] if isinstance(state.get('run'), dict) else {
-                'train_config': state.get('config') or {}}
+                raise CorruptFileError(
+                    f'{e}; delete it to restart this run from its '
+                    'beginning, or train without --resume'
+                ) from None
+            saved = (
+                state['run']
+                if isinstance(state.get('run'), dict)
+                else {'train_config': state.get('config') or {}}
+            )
             for k, v in identity_changes(saved, identity).items():
                 changes.setdefault(prefix + k, v)
         summary = read_json(trial_dir / 'metrics.json')
         if summary is not None and 'trials' not in summary:
-            saved = {k: summary.get(k) for k in ('model', 'model_kwargs', 'data_config',
-                                                 'train_config', 'data_digest',
-                                                 'data_fingerprint')}
+            saved = {
+                k: summary.get(k)
+                for k in (
+                    'model',
+                    'model_kwargs',
+                    'data_config',
+                    'train_config',
+                    'data_digest',
+                    'data_fingerprint',
+                )
+            }
             for k, v in identity_changes(saved, identity).items():
                 changes.setdefault(prefix + k, v)
     if changes:
         raise RunFolderError(
             f'{out}: --resume refused: the run there was started with other options '
             f'({format_changes(changes)}); only {sorted(RESUME_MAY_CHANGE)} may change '
-            'on --resume. Choose another --out, or train without --resume to replace it')
+            'on --resume. Choose another --out, or train without --resume to replace it'
+        )

@@ -11,6 +11,7 @@ The user-item data is a :class:`~torch_geometric.data.HeteroData` with this layo
     data['user', 'rates', 'item'].test_label_index  # [2, E_test]   (user, item) test pairs
     data['item', 'similar_<modality>', 'item']      # kNN item graphs (edge_index, edge_weight)
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -47,26 +48,28 @@ def label_key(split: str) -> str:
 def modalities(data: HeteroData) -> list[str]:
     r"""The modalities whose item features ``data`` holds, sorted by name."""
     store = data[ITEM]
-    return sorted(key[len(FEATURE_PREFIX):] for key in store.keys()
-                  if key.startswith(FEATURE_PREFIX))
+    return sorted(
+        key[len(FEATURE_PREFIX) :] for key in store.keys() if key.startswith(FEATURE_PREFIX)
+    )
 
 
-def select_modalities(data: HeteroData, requested: Sequence[str] | None,
-                      owner: str) -> list[str]:
+def select_modalities(data: HeteroData, requested: Sequence[str] | None, owner: str) -> list[str]:
     r"""The modalities a transform works on: :obj:`requested`, or every modality
     of :obj:`data`; a clear error naming :obj:`owner` if :obj:`data` is not a
     :class:`HeteroData`, has no features, or lacks a requested modality."""
     if not isinstance(data, HeteroData):
-        raise TypeError(f"'{owner}' expects a HeteroData object "
-                        f"(got {type(data).__name__})")
+        raise TypeError(f"'{owner}' expects a HeteroData object (got {type(data).__name__})")
     found = modalities(data)
     names = found if requested is None else list(requested)
     if len(names) == 0:
-        raise ValueError(f"'{owner}' found no item features: expected "
-                         f"data['{ITEM}'].{feature_key('<modality>')}")
+        raise ValueError(
+            f"'{owner}' found no item features: expected data['{ITEM}'].{feature_key('<modality>')}"
+        )
     for name in names:
         if name not in found:
-            raise ValueError(f"No features for modality '{name}': "
-                             f"data['{ITEM}'].{feature_key(name)} is missing "
-                             f"(found modalities: {found})")
+            raise ValueError(
+                f"No features for modality '{name}': "
+                f"data['{ITEM}'].{feature_key(name)} is missing "
+                f'(found modalities: {found})'
+            )
     return names

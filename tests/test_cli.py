@@ -7,9 +7,23 @@ from pyg_mentor.datasets.synthetic import make_planted, write_mmrec
 def test_train_and_evaluate_on_mmrec_files(tmp_path, capsys):
     write_mmrec(make_planted(num_users=200, num_items=80, seed=1), tmp_path, 'toy')
     out = tmp_path / 'run'
-    code = main(['train', '--model', 'mf_bpr', '--dataset', 'toy',
-                 '--root', str(tmp_path), '--out', str(out),
-                 '--set', 'epochs=2', 'progress=false', 'batch_size=256'])
+    code = main(
+        [
+            'train',
+            '--model',
+            'mf_bpr',
+            '--dataset',
+            'toy',
+            '--root',
+            str(tmp_path),
+            '--out',
+            str(out),
+            '--set',
+            'epochs=2',
+            'progress=false',
+            'batch_size=256',
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['model'] == 'mf_bpr' and metrics['epochs_run'] == 2
@@ -20,7 +34,7 @@ def test_train_and_evaluate_on_mmrec_files(tmp_path, capsys):
     assert main(['evaluate', '--run', str(out), '--split', 'test']) == 0
     printed = capsys.readouterr().out
     row = next(line for line in printed.splitlines() if line.startswith('| test |'))
-    assert f"{metrics['test']['recall@20']:.4f}" in row
+    assert f'{metrics["test"]["recall@20"]:.4f}' in row
 
     assert main(['recommend', '--run', str(out), '--users', '0,3', '--k', '5']) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -41,11 +55,24 @@ def test_train_and_evaluate_on_mmrec_files(tmp_path, capsys):
 
 def test_grid_from_config_file(tmp_path):
     config = tmp_path / 'grid.json'
-    config.write_text(json.dumps({'reg_weight': [1e-4, 1e-3], 'epochs': 1,
-                                  'progress': False}))
+    config.write_text(json.dumps({'reg_weight': [1e-4, 1e-3], 'epochs': 1, 'progress': False}))
     out = tmp_path / 'run'
-    assert main(['train', '--model', 'mf_bpr', '--dataset', 'synthetic',
-                 '--out', str(out), '--config', str(config)]) == 0
+    assert (
+        main(
+            [
+                'train',
+                '--model',
+                'mf_bpr',
+                '--dataset',
+                'synthetic',
+                '--out',
+                str(out),
+                '--config',
+                str(config),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / 'metrics.json').read_text())
     assert len(metrics['trials']) == 2 and metrics['selected_on'] == 'valid'
 
@@ -53,8 +80,22 @@ def test_grid_from_config_file(tmp_path):
 def test_bad_input_gives_one_clear_line(tmp_path, capsys):
     assert main(['train', '--model', 'nope', '--dataset', 'synthetic']) == 2
     assert "Unknown model 'nope'" in capsys.readouterr().err
-    assert main(['train', '--model', 'mf_bpr', '--dataset', 'missing',
-                 '--root', str(tmp_path), '--out', str(tmp_path / 'o')]) == 2
+    assert (
+        main(
+            [
+                'train',
+                '--model',
+                'mf_bpr',
+                '--dataset',
+                'missing',
+                '--root',
+                str(tmp_path),
+                '--out',
+                str(tmp_path / 'o'),
+            ]
+        )
+        == 2
+    )
     assert 'missing' in capsys.readouterr().err
 
 

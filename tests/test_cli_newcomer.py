@@ -21,25 +21,40 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict | None = None):
-    return subprocess.run([sys.executable, '-m', 'pyg_mentor.cli', *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})})
+    return subprocess.run(
+        [sys.executable, '-m', 'pyg_mentor.cli', *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})},
+    )
 
 
-@pytest.mark.parametrize('args, status', [
-    (['--help'], 0), (['train', '--help'], 0), (['evaluate', '--help'], 0),
-    (['train', '--dataset', 'x'], 2), (['train', '--bogus'], 2), (['compare', '--help'], 0),
-    (['benchmark', '--help'], 0),
-])
+@pytest.mark.parametrize(
+    'args, status',
+    [
+        (['--help'], 0),
+        (['train', '--help'], 0),
+        (['evaluate', '--help'], 0),
+        (['train', '--dataset', 'x'], 2),
+        (['train', '--bogus'], 2),
+        (['compare', '--help'], 0),
+        (['benchmark', '--help'], 0),
+    ],
+)
 def test_help_and_argument_errors_import_no_torch(args, status):
     # The start-up time a user waits for is the import of torch and PyG (seconds);
     # `python benchmarks/startup.py` measures it. Here: they are not imported at all.
-    code = ('import atexit, sys\n'
-            "atexit.register(lambda: print('IMPORTED', sorted(m for m in ('torch', "
-            "'torch_geometric', 'faiss') if m in sys.modules), file=sys.stderr))\n"
-            'from pyg_mentor.cli import main\nsys.exit(main())\n')
-    done = subprocess.run([sys.executable, '-c', code, *args], capture_output=True,
-                          text=True, timeout=300)
+    code = (
+        'import atexit, sys\n'
+        "atexit.register(lambda: print('IMPORTED', sorted(m for m in ('torch', "
+        "'torch_geometric', 'faiss') if m in sys.modules), file=sys.stderr))\n"
+        'from pyg_mentor.cli import main\nsys.exit(main())\n'
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', code, *args], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == status, done.stderr
     assert done.stderr.strip().splitlines()[-1] == 'IMPORTED []'
 
@@ -81,14 +96,18 @@ def test_unknown_option_lists_no_data_argument(capsys):
 
     get_model_spec('lightgcn')
     for name, spec in MODELS.items():
-        data_args = {n for n, p in inspect.signature(spec.cls.__init__).parameters.items()
-                     if n != 'self' and p.default is inspect.Parameter.empty}
+        data_args = {
+            n
+            for n, p in inspect.signature(spec.cls.__init__).parameters.items()
+            if n != 'self' and p.default is inspect.Parameter.empty
+        }
         hints = typing.get_type_hints(spec.cls.__init__)
-        data_args |= {n for n, h in hints.items() if re.search(r'Tensor|HeteroData|Data\b',
-                                                             str(h))}
+        data_args |= {n for n, h in hints.items() if re.search(r'Tensor|HeteroData|Data\b', str(h))}
         data_args |= {'edge_index', 'edge_weight', 'num_users', 'num_items', 'x_dict'}
-        assert main(['train', '--model', name, '--dataset', 'synthetic',
-                     '--set', 'no_such_option=1']) == 2
+        assert (
+            main(['train', '--model', name, '--dataset', 'synthetic', '--set', 'no_such_option=1'])
+            == 2
+        )
         err = capsys.readouterr().err
         assert err.count('\n') == 1 and "Unknown option(s) ['no_such_option']" in err
         listed = set(re.findall(r"'(\w+)'", err.split('training options:')[1]))
@@ -104,8 +123,21 @@ def toy(tmp_path_factory):
 
 def test_train_epochs_plan_and_quiet_output(toy, tmp_path):
     out = tmp_path / 'run'
-    done = cli('train', '--model', 'lightgcn', '--dataset', 'toy', '--root', str(toy),
-               '--out', str(out), '--epochs', '3', '--set', 'batch_size=256')
+    done = cli(
+        'train',
+        '--model',
+        'lightgcn',
+        '--dataset',
+        'toy',
+        '--root',
+        str(toy),
+        '--out',
+        str(out),
+        '--epochs',
+        '3',
+        '--set',
+        'batch_size=256',
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / 'metrics.json').read_text())['epochs_run'] == 3
     err = done.stderr.splitlines()
@@ -119,18 +151,60 @@ def test_train_epochs_plan_and_quiet_output(toy, tmp_path):
     for noise in ('UserWarning', 'Processing...', 'Done!', '\r', 'it/s', 'HeteroData('):
         assert noise not in done.stderr, noise
     assert (done.stdout + done.stderr).count('| valid |') == 1
-    loud = cli('-v', 'train', '--model', 'lightgcn', '--dataset', 'toy', '--root', str(toy),
-               '--out', str(tmp_path / 'loud'), '--epochs', '1')
+    loud = cli(
+        '-v',
+        'train',
+        '--model',
+        'lightgcn',
+        '--dataset',
+        'toy',
+        '--root',
+        str(toy),
+        '--out',
+        str(tmp_path / 'loud'),
+        '--epochs',
+        '1',
+    )
     assert loud.returncode == 0, loud.stderr
     assert 'HeteroData(' in loud.stderr and 'UserWarning' in loud.stderr
 
 
 def test_epochs_flag_checks(tmp_path, capsys):
-    assert main(['train', '--model', 'mf_bpr', '--dataset', 'synthetic', '--epochs', '0',
-                 '--out', str(tmp_path / 'a')]) == 2
+    assert (
+        main(
+            [
+                'train',
+                '--model',
+                'mf_bpr',
+                '--dataset',
+                'synthetic',
+                '--epochs',
+                '0',
+                '--out',
+                str(tmp_path / 'a'),
+            ]
+        )
+        == 2
+    )
     assert '--epochs must be >= 1' in capsys.readouterr().err
-    assert main(['train', '--model', 'mf_bpr', '--dataset', 'synthetic', '--epochs', '2',
-                 '--set', 'epochs=3', '--out', str(tmp_path / 'b')]) == 2
+    assert (
+        main(
+            [
+                'train',
+                '--model',
+                'mf_bpr',
+                '--dataset',
+                'synthetic',
+                '--epochs',
+                '2',
+                '--set',
+                'epochs=3',
+                '--out',
+                str(tmp_path / 'b'),
+            ]
+        )
+        == 2
+    )
     assert 'disagree' in capsys.readouterr().err
     assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
 
@@ -140,8 +214,10 @@ def test_printed_paths_point_to_files_in_the_repository(capsys):
     # and no file that does not exist.
     parser = build_parser()
     texts = [parser.format_help()]
-    texts += [p.format_help() for p in next(
-        a for a in parser._actions if a.dest == 'command').choices.values()]
+    texts += [
+        p.format_help()
+        for p in next(a for a in parser._actions if a.dest == 'command').choices.values()
+    ]
     assert main(['models']) == 0
     texts.append(capsys.readouterr().out)
     text = '\n'.join(texts)

@@ -21,7 +21,9 @@ def test_parse_values():
     assert parse_value('true') is True
     assert parse_value('recall@10') == 'recall@10'
     assert parse_assignments(['lr=0.1', 'valid_metric=ndcg@20']) == {
-        'lr': 0.1, 'valid_metric': 'ndcg@20'}
+        'lr': 0.1,
+        'valid_metric': 'ndcg@20',
+    }
     with pytest.raises(ValueError, match='key=value'):
         parse_assignments(['lr'])
 
@@ -37,9 +39,16 @@ def test_train_config_validation():
 
 
 def test_expand_grid_splits_and_multiplies():
-    trials = expand_grid(LightGCN, {'num_layers': [1, 2], 'reg_weight': [1e-3, 1e-4],
-                                    'lr': 0.01, 'ks': [10, 20],
-                                    'valid_metric': 'recall@10'})
+    trials = expand_grid(
+        LightGCN,
+        {
+            'num_layers': [1, 2],
+            'reg_weight': [1e-3, 1e-4],
+            'lr': 0.01,
+            'ks': [10, 20],
+            'valid_metric': 'recall@10',
+        },
+    )
     assert len(trials) == 4
     # Every hyper-parameter is recorded, the signature's defaults included.
     assert trials[0].model_kwargs == {'embedding_dim': 64, 'num_layers': 1, 'reg_weight': 1e-3}
@@ -75,8 +84,12 @@ def test_check_value_against_annotations():
         ('epochs', True, int, 'epochs must be an integer, got True'),
         ('progress', 1, bool, 'progress must be true or false, got 1'),
         ('ks', [5, 'x'], tuple[int, ...], "ks entries must be an integer, got 'x'"),
-        ('c', 'fast', int | Literal['auto'] | None,
-         "c must be an integer or one of 'auto' or none, got 'fast'"),
+        (
+            'c',
+            'fast',
+            int | Literal['auto'] | None,
+            "c must be an integer or one of 'auto' or none, got 'fast'",
+        ),
     ]:
         with pytest.raises(ValueError) as e:
             check_value(name, value, hint)
@@ -84,12 +97,25 @@ def test_check_value_against_annotations():
 
 
 def test_check_model_option_ranges():
-    for name, value in [('embedding_dim', 1), ('num_layers', 0), ('num_mm_layers', 0),
-                        ('dropout', 0.0), ('d_dropout1', 0.5), ('temperature', 0.1),
-                        ('reg_weight', 0.0), ('cl_chunk_size', 'auto'), ('noise_eps', -1)]:
+    for name, value in [
+        ('embedding_dim', 1),
+        ('num_layers', 0),
+        ('num_mm_layers', 0),
+        ('dropout', 0.0),
+        ('d_dropout1', 0.5),
+        ('temperature', 0.1),
+        ('reg_weight', 0.0),
+        ('cl_chunk_size', 'auto'),
+        ('noise_eps', -1),
+    ]:
         check_model_option(name, value)
-    for name, value, message in [('embedding_dim', 0, '>= 1'), ('num_heads', 0, '>= 1'),
-                                 ('num_layers', -1, '>= 0'), ('dropout', 1.0, 'in [0, 1)'),
-                                 ('tau', 0.0, '> 0'), ('reg_weight', -1e-4, '>= 0')]:
+    for name, value, message in [
+        ('embedding_dim', 0, '>= 1'),
+        ('num_heads', 0, '>= 1'),
+        ('num_layers', -1, '>= 0'),
+        ('dropout', 1.0, 'in [0, 1)'),
+        ('tau', 0.0, '> 0'),
+        ('reg_weight', -1e-4, '>= 0'),
+    ]:
         with pytest.raises(ValueError, match=rf'{name} must be {re.escape(message)}'):
             check_model_option(name, value)

@@ -416,9 +416,7 @@ def test_evaluator_does_not_modify_views():
     scores = torch.rand(40, 30)
     before = scores.clone()
     # A contiguous slice is a view of `scores`: it must be cloned, not masked.
-    Evaluator(data, 'test', batch_size=8).evaluate(
-        lambda u: scores[u[0] : u[0] + len(u)]
-    )
+    Evaluator(data, 'test', batch_size=8).evaluate(lambda u: scores[u[0] : u[0] + len(u)])
     assert torch.equal(scores, before)
 
 

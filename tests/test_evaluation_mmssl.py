@@ -1,5 +1,6 @@
 r"""MMSSL's evaluation protocol (reference part A.10) against hand-computed
 values, and its relation to MMRec's on the same rankings."""
+
 import json
 import math
 
@@ -19,8 +20,7 @@ def test_hand_computed():
     # Row 0 ranks items [0, 1, 2, 3, 4, 5] (item 0 excluded as training item):
     # top-3 = [1, 2, 3]; labels {2, 4, 5}: hits r = [0, 1, 0].
     # Row 1 ranks [5, 4, 3, ...]; labels {5}: r = [1, 0, 0].
-    scores = torch.tensor([[9.0, 8.0, 7.0, 6.0, 5.0, 4.0],
-                           [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    scores = torch.tensor([[9.0, 8.0, 7.0, 6.0, 5.0, 4.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
     labels = torch.tensor([[0, 0, 0, 1], [2, 4, 5, 5]])
     exclude = torch.tensor([[0], [0]])
     out = mmssl_metrics(scores, labels, exclude, ks=[1, 3])
@@ -72,11 +72,11 @@ def _data():
 def test_evaluator_protocol_equals_function_and_batching():
     data = _data()
     scores = torch.randn(9, 12, generator=torch.Generator().manual_seed(1))
-    expected = mmssl_metrics(scores, data[RATES].test_label_index,
-                             data[RATES].edge_index, ks=[2, 5])
+    expected = mmssl_metrics(
+        scores, data[RATES].test_label_index, data[RATES].edge_index, ks=[2, 5]
+    )
     for batch_size in (2, 100):
-        evaluator = Evaluator(data, 'test', ks=[2, 5], batch_size=batch_size,
-                              protocol='mmssl')
+        evaluator = Evaluator(data, 'test', ks=[2, 5], batch_size=batch_size, protocol='mmssl')
         evaluator.metric_rows = 3  # several metric flushes
         got = evaluator.evaluate(lambda users: scores[users].clone())
         assert got.keys() == expected.keys()
@@ -84,8 +84,9 @@ def test_evaluator_protocol_equals_function_and_batching():
             assert got[key] == pytest.approx(expected[key]), key
     # The default protocol is unchanged: MMRec's metrics.
     default = Evaluator(data, 'test', ks=[2, 5]).evaluate(lambda u: scores[u].clone())
-    assert default == pytest.approx(topk_metrics(scores, data[RATES].test_label_index,
-                                                 data[RATES].edge_index, ks=[2, 5]))
+    assert default == pytest.approx(
+        topk_metrics(scores, data[RATES].test_label_index, data[RATES].edge_index, ks=[2, 5])
+    )
     assert 'map@2' in default and 'hit_ratio@2' not in default
 
 
@@ -104,19 +105,36 @@ def test_cli_evaluates_a_trained_mmssl_with_its_protocol(tmp_path, capsys):
 
     write_mmrec(make_planted(num_users=200, num_items=80, seed=1), tmp_path, 'toy')
     out = tmp_path / 'run'
-    assert main(['train', '--model', 'mmssl', '--dataset', 'toy', '--root', str(tmp_path),
-                 '--out', str(out), '--set', 'epochs=2', 'progress=false',
-                 'batch_size=256', 'lr=0.01', 'graph_topk_rate=0.05']) == 0
+    assert (
+        main(
+            [
+                'train',
+                '--model',
+                'mmssl',
+                '--dataset',
+                'toy',
+                '--root',
+                str(tmp_path),
+                '--out',
+                str(out),
+                '--set',
+                'epochs=2',
+                'progress=false',
+                'batch_size=256',
+                'lr=0.01',
+                'graph_topk_rate=0.05',
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / 'metrics.json').read_text())
     capsys.readouterr()
-    assert main(['evaluate', '--run', str(out), '--split', 'test',
-                 '--protocol', 'mmssl']) == 0
+    assert main(['evaluate', '--run', str(out), '--split', 'test', '--protocol', 'mmssl']) == 0
     printed = capsys.readouterr().out
     assert 'mmssl protocol' in printed
     header = next(line for line in printed.splitlines() if 'recall@20' in line)
     row = next(line for line in printed.splitlines() if line.startswith('| test |'))
-    cells = dict(zip([c.strip() for c in header.split('|')],
-                     [c.strip() for c in row.split('|')]))
-    assert cells['recall@20'] == f"{metrics['test']['recall@20']:.4f}"
+    cells = dict(zip([c.strip() for c in header.split('|')], [c.strip() for c in row.split('|')]))
+    assert cells['recall@20'] == f'{metrics["test"]["recall@20"]:.4f}'
     # The in-list IDCG is at most MMRec's: MMSSL's NDCG is never lower.
     assert float(cells['ndcg@20']) >= round(metrics['test']['ndcg@20'], 4)

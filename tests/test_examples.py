@@ -23,9 +23,21 @@ def load_example(name: str):
 @pytest.mark.parametrize('model', ['mentor', 'lightgcn'])
 def test_train_baby_synthetic(tmp_path, capsys, model):
     out = tmp_path / 'run'
-    result = load_example('train_baby').main([
-        '--model', model, '--synthetic', '--scale', '0.02', '--epochs', '2',
-        '--device', 'cpu', '--out', str(out)])
+    result = load_example('train_baby').main(
+        [
+            '--model',
+            model,
+            '--synthetic',
+            '--scale',
+            '0.02',
+            '--epochs',
+            '2',
+            '--device',
+            'cpu',
+            '--out',
+            str(out),
+        ]
+    )
     assert result['epochs_run'] <= 2 and result['model'] == model
     saved = json.loads((out / 'metrics.json').read_text())
     assert saved['test'] == result['test'] and 0 <= saved['test']['recall@20'] <= 1
@@ -43,8 +55,20 @@ def test_train_baby_defaults_to_mentor_with_a_cpu_cap(tmp_path, caplog):
     root = tmp_path / 'datasets'
     (root / 'baby').mkdir(parents=True)
     shutil.copy(DATASETS / 'baby' / 'baby.inter.gz', root / 'baby')
-    result = module.main(['--model', 'lightgcn', '--root', str(root), '--epochs', '1',
-                          '--device', 'cpu', '--out', str(tmp_path / 'run')])
+    result = module.main(
+        [
+            '--model',
+            'lightgcn',
+            '--root',
+            str(root),
+            '--epochs',
+            '1',
+            '--device',
+            'cpu',
+            '--out',
+            str(tmp_path / 'run'),
+        ]
+    )
     assert result['epochs_run'] == 1 and result['dataset'] == 'baby'
     assert 0.0 < result['test']['recall@20'] < 0.2
     args = module.parse_args([])

@@ -39,8 +39,10 @@ def readme_commands() -> list[list[str]]:
 def shorten(args: list[str]) -> list[str]:
     r"""The same command with fewer epochs (the only change made to it)."""
     args = list(args)
-    option, value = {'train': ('--epochs', '2' if '--resume' in args else '1'),
-                     'compare': ('--max-epochs', '1')}.get(args[1], (None, None))
+    option, value = {
+        'train': ('--epochs', '2' if '--resume' in args else '1'),
+        'compare': ('--max-epochs', '1'),
+    }.get(args[1], (None, None))
     if option is not None:
         assert not any(a.startswith('epochs=') for a in args), args  # use --epochs
         if option in args:
@@ -53,9 +55,13 @@ def shorten(args: list[str]) -> list[str]:
 
 
 def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(['git', '-c', 'user.name=test', '-c', 'user.email=test@test',
-                           *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ['git', '-c', 'user.name=test', '-c', 'user.email=test@test', *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 @pytest.fixture(scope='module')
@@ -91,8 +97,9 @@ def test_readme_commands_run_and_change_no_tracked_file(clone):
     env.pop('PYG_MENTOR_DATA', None)
     for args in map(shorten, commands):
         assert args[0] == 'pyg-mentor', args
-        done = subprocess.run(program + args[1:], cwd=clone, env=env, capture_output=True,
-                              text=True, timeout=900)
+        done = subprocess.run(
+            program + args[1:], cwd=clone, env=env, capture_output=True, text=True, timeout=900
+        )
         command = shlex.join(args)
         assert done.returncode == 0, f'{command}\n{done.stderr[-4000:]}'
         for noise in ('Traceback', 'UserWarning', 'Processing...', 'Done!'):

@@ -47,7 +47,7 @@ class Toy(Recommender):
         return torch.zeros(self.num_users, 2), torch.zeros(self.num_items, 2)
 
     def loss(self, data, batch):
-        loss = (self.w ** 2).sum()
+        loss = (self.w**2).sum()
         if self.epoch == self.nan_at_epoch:
             loss = loss * float('nan')
         return {'loss': loss}
@@ -55,11 +55,12 @@ class Toy(Recommender):
 
 def toy_trainer(data, valid, test=None, tmp_path=None, **cfg):
     nan_at_epoch = cfg.pop('nan_at_epoch', None)
-    config = TrainConfig(progress=False, tensorboard=False,
-                         **{'patience': 2, 'epochs': 50, **cfg})
+    config = TrainConfig(progress=False, tensorboard=False, **{'patience': 2, 'epochs': 50, **cfg})
     model = Toy(data['user'].num_nodes, data['item'].num_nodes, nan_at_epoch)
-    evaluators = {'valid': ScheduledEvaluator(valid),
-                  'test': ScheduledEvaluator(test or [0.5] * 100)}
+    evaluators = {
+        'valid': ScheduledEvaluator(valid),
+        'test': ScheduledEvaluator(test or [0.5] * 100),
+    }
     return Trainer(model, data, config, tmp_path, evaluators)
 
 
@@ -87,8 +88,7 @@ def test_test_every_epoch_reports_the_same_numbers(data):
 
 
 def test_nan_loss_stops_and_keeps_best_checkpoint(data, tmp_path):
-    trainer = toy_trainer(data, [0.1, 0.2, 0.3, 0.4], tmp_path=tmp_path,
-                          nan_at_epoch=2)
+    trainer = toy_trainer(data, [0.1, 0.2, 0.3, 0.4], tmp_path=tmp_path, nan_at_epoch=2)
     result = trainer.fit()
     assert result.status == 'nan_loss'
     assert 'epoch 2' in result.error
@@ -99,11 +99,13 @@ def test_nan_loss_stops_and_keeps_best_checkpoint(data, tmp_path):
 
 
 def test_lightgcn_learns_and_writes_outputs(data, tmp_path):
-    result = train_model('lightgcn', data,
-                         {'epochs': 12, 'progress': False, 'lr': 0.01,
-                          'batch_size': 256,
-                          'patience': 50},
-                         tmp_path, dataset='synthetic')
+    result = train_model(
+        'lightgcn',
+        data,
+        {'epochs': 12, 'progress': False, 'lr': 0.01, 'batch_size': 256, 'patience': 50},
+        tmp_path,
+        dataset='synthetic',
+    )
     assert result['status'] == 'max_epochs'
     # Random ranking has recall@20 ~ 20 / 120 * (1 - train share) ~ 0.15.
     assert result['valid']['recall@20'] > 0.3
@@ -117,8 +119,7 @@ def test_lightgcn_learns_and_writes_outputs(data, tmp_path):
 
 
 def test_resume_continues_to_the_same_result(data, tmp_path):
-    options = {'epochs': 6, 'progress': False, 'lr': 0.01, 'patience': 50,
-               'num_layers': 1}
+    options = {'epochs': 6, 'progress': False, 'lr': 0.01, 'patience': 50, 'num_layers': 1}
     full = train_model('lightgcn', data, options, tmp_path / 'full')
     train_model('lightgcn', data, {**options, 'epochs': 3}, tmp_path / 'part')
     resumed = train_model('lightgcn', data, options, tmp_path / 'part', resume=True)
@@ -136,8 +137,7 @@ def test_resume_refuses_other_options(data, tmp_path):
     options = {'epochs': 1, 'progress': False}
     train_model('mf_bpr', data, options, tmp_path)
     with pytest.raises(ValueError, match='other options'):
-        train_model('mf_bpr', data, {**options, 'lr': 0.5, 'epochs': 2}, tmp_path,
-                    resume=True)
+        train_model('mf_bpr', data, {**options, 'lr': 0.5, 'epochs': 2}, tmp_path, resume=True)
 
 
 def test_deterministic_given_seed(data):
@@ -155,9 +155,9 @@ def test_grid_selects_on_valid_or_on_test_as_released(data, tmp_path, monkeypatc
 
     def fake_fit(self, resume=False):
         from pyg_mentor.train import TrainResult
+
         v, t = scores[self.model.reg_weight]
-        return TrainResult(0, {'recall@20': v}, {'recall@20': t}, 1,
-                           'early_stopped', 1.0, 1.0)
+        return TrainResult(0, {'recall@20': v}, {'recall@20': t}, 1, 'early_stopped', 1.0, 1.0)
 
     monkeypatch.setattr(Trainer, 'fit', fake_fit)
     grid = {'reg_weight': [1e-4, 1e-3], 'progress': False}
@@ -165,8 +165,7 @@ def test_grid_selects_on_valid_or_on_test_as_released(data, tmp_path, monkeypatc
     assert out['winner'] == 0 and out['valid']['recall@20'] == 0.3
     assert len(out['trials']) == 2
     assert (tmp_path / 'v' / 'trials' / '001' / 'metrics.json').exists()
-    out = train_model('mf_bpr', data, {**grid, 'select_on': 'test-as-released'},
-                      tmp_path / 't')
+    out = train_model('mf_bpr', data, {**grid, 'select_on': 'test-as-released'}, tmp_path / 't')
     assert out['winner'] == 1 and out['selected_on'] == 'test-as-released'
 
 
@@ -192,25 +191,30 @@ def test_trainer_owns_the_optimisers_and_the_epoch_graph(data):
 
         def on_epoch_start(self, data, epoch, generator):
             view = copy.copy(data)
-            view['user', 'rates', 'item'].edge_index = data[
-                'user', 'rates', 'item'].edge_index[:, 1:]
+            view['user', 'rates', 'item'].edge_index = data['user', 'rates', 'item'].edge_index[
+                :, 1:
+            ]
             return view
 
         def train_step(self, data, batch, optimizers):
             self.seen.append(data['user', 'rates', 'item'].edge_index.size(1))
             for opt in optimizers:
                 opt.zero_grad()
-            loss = (self.w ** 2).sum() + (self.v ** 2).sum()
+            loss = (self.w**2).sum() + (self.v**2).sum()
             loss.backward()
             for opt in optimizers:
                 opt.step()
             return {'loss': loss.detach()}
 
-    config = TrainConfig(progress=False, tensorboard=False, epochs=1, lr=0.1,
-                         batch_size=10**6)
+    config = TrainConfig(progress=False, tensorboard=False, epochs=1, lr=0.1, batch_size=10**6)
     model = TwoOptimisers(data['user'].num_nodes, data['item'].num_nodes)
-    trainer = Trainer(model, data, config, None,
-                      {'valid': ScheduledEvaluator([0.1]), 'test': ScheduledEvaluator([0.1])})
+    trainer = Trainer(
+        model,
+        data,
+        config,
+        None,
+        {'valid': ScheduledEvaluator([0.1]), 'test': ScheduledEvaluator([0.1])},
+    )
     assert len(trainer.optimizers) == 2
     trainer.fit()
     num_edges = data['user', 'rates', 'item'].edge_index.size(1)

@@ -12,11 +12,13 @@ from pyg_mentor.train import best_epoch, cpu_contention_note, train_model, train
 
 
 def test_best_epoch_is_the_first_highest_rounded_value():
-    rows = [{'epoch': 0, 'valid/recall@20': 0.0500},
-            {'epoch': 1, 'valid/recall@20': 0.06122},  # rounds to .0612
-            {'epoch': 2, 'valid/recall@20': 0.06118},  # also .0612: not better
-            {'epoch': 3, 'valid/recall@20': math.nan},
-            {'epoch': 4}]
+    rows = [
+        {'epoch': 0, 'valid/recall@20': 0.0500},
+        {'epoch': 1, 'valid/recall@20': 0.06122},  # rounds to .0612
+        {'epoch': 2, 'valid/recall@20': 0.06118},  # also .0612: not better
+        {'epoch': 3, 'valid/recall@20': math.nan},
+        {'epoch': 4},
+    ]
     assert best_epoch(rows, 'valid/recall@20') == 1
     rows.append({'epoch': 5, 'valid/recall@20': 0.06126})  # .0613
     assert best_epoch(rows, 'valid/recall@20') == 5
@@ -26,8 +28,9 @@ def test_best_epoch_is_the_first_highest_rounded_value():
 def test_trainer_and_readers_agree_on_the_best_epoch(tmp_path):
     data = make_planted(num_users=150, num_items=60, seed=4)
     out = tmp_path / 'run'
-    result = train_model('mf_bpr', data, {'epochs': 6, 'progress': False, 'lr': 0.05}, out,
-                         dataset='toy')
+    result = train_model(
+        'mf_bpr', data, {'epochs': 6, 'progress': False, 'lr': 0.05}, out, dataset='toy'
+    )
     rows = read_log(out)
     assert len(rows) == 6
     assert best_epoch(rows, 'valid/recall@20') == result['best_epoch']
@@ -45,9 +48,11 @@ def test_trainer_and_readers_agree_on_the_best_epoch(tmp_path):
 def test_plan_line_and_busy_cpu_note(monkeypatch):
     config = TrainConfig(epochs=300, patience=7, batch_size=512)
     plan = training_plan(config, num_batches=12)
-    assert plan == ('plan: up to 300 epochs; early stopping after 8 epochs without a gain '
-                    'in valid recall@20 (patience 7); 12 batches of 512 per epoch, '
-                    'full-ranking validation after each')
+    assert plan == (
+        'plan: up to 300 epochs; early stopping after 8 epochs without a gain '
+        'in valid recall@20 (patience 7); 12 batches of 512 per epoch, '
+        'full-ranking validation after each'
+    )
     assert 'resuming at epoch 40' in training_plan(config, 12, start=40)
     monkeypatch.delenv('OMP_WAIT_POLICY', raising=False)
     monkeypatch.setattr('os.getloadavg', lambda: (3.0, 3.0, 3.0))

@@ -1,5 +1,6 @@
 """Datasets: MMRec's atomic files as HeteroData, planted synthetic data, raw
 interactions to MMRec files (``prepare``), and the graph layout from tensors."""
+
 from pyg_mentor.datasets.graph import user_item_data
 from pyg_mentor.datasets.load import load_dataset, prepare_data
 from pyg_mentor.datasets.mmrec import (

@@ -1,6 +1,7 @@
 r"""Builds the user-item :class:`~torch_geometric.data.HeteroData` of
 :mod:`pyg_mentor.typing` from plain tensors (your own graph, a test's tiny
 graph)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -40,11 +41,10 @@ def user_item_data(
     """
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f'edge_index must be [2, E], got {list(edge_index.shape)}')
-    if edge_index.numel() and (edge_index[0].max() >= num_users
-                               or edge_index[1].max() >= num_items
-                               or edge_index.min() < 0):
-        raise ValueError(f'edge_index holds ids outside [0, {num_users}) x '
-                         f'[0, {num_items})')
+    if edge_index.numel() and (
+        edge_index[0].max() >= num_users or edge_index[1].max() >= num_items or edge_index.min() < 0
+    ):
+        raise ValueError(f'edge_index holds ids outside [0, {num_users}) x [0, {num_items})')
     data = HeteroData()
     data[USER].num_nodes = num_users
     data[ITEM].num_nodes = num_items

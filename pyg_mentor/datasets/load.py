@@ -1,4 +1,5 @@
 r"""One entry point for every dataset the CLI and the examples know by name."""
+
 from __future__ import annotations
 
 import copy
@@ -59,7 +60,7 @@ def load_dataset(
     if name == SYNTHETIC:
         data = make_planted(seed=seed)
     elif name.startswith(SYNTHETIC + '-'):
-        data = make_planted_like(name[len(SYNTHETIC) + 1:], scale=scale, seed=seed)
+        data = make_planted_like(name[len(SYNTHETIC) + 1 :], scale=scale, seed=seed)
     else:
         root = Path(root) if root is not None else default_root()
         data = MMRecDataset(root, name, allow_sparse_ids=allow_sparse_ids)[0]
@@ -121,8 +122,10 @@ def prepare_data(
         transforms.append(SelectModalities(config.modalities))
         names = config.modalities
     if item_graph and names:
-        transforms += [ModalityKNNGraph(config.knn_k, names, cache_dir=cache_dir),
-                       FuseItemGraphs(config.graph_weights(names))]
+        transforms += [
+            ModalityKNNGraph(config.knn_k, names, cache_dir=cache_dir),
+            FuseItemGraphs(config.graph_weights(names)),
+        ]
     if not transforms:
         return data
     return T.Compose(transforms)(copy.copy(data))

@@ -94,8 +94,7 @@ def find_inter_file(root: str | Path, name: str) -> Path:
         if path.is_file():
             return path
     raise DataFormatError(
-        f"No interaction file for data set '{name}' in '{folder}' "
-        f'(looked for {looked_for})'
+        f"No interaction file for data set '{name}' in '{folder}' (looked for {looked_for})"
     )
 
 
@@ -133,9 +132,7 @@ def _read_bytes(path: Path) -> bytes:
         raise DataFormatError(f'{path}: cannot be read ({e})') from None
 
 
-def _parse_int_column(
-    fields: list[bytes], path: Path, column: str, what: str
-) -> np.ndarray:
+def _parse_int_column(fields: list[bytes], path: Path, column: str, what: str) -> np.ndarray:
     r"""Parses one column (byte strings of data lines 2, 3, ...) to int64; on
     failure reports the first field that is not an integer, with its line."""
     try:
@@ -230,9 +227,7 @@ def read_mmrec_inter(path: str | Path) -> dict[str, np.ndarray]:
         starts = np.concatenate([[0], line_ends + 1])
         stops = np.concatenate([line_ends, [len(body)]])
         line = body[starts[k] : stops[k]]
-        found = (
-            'an empty line' if not line.strip() else f'{tabs_per_line[k] + 1} field(s)'
-        )
+        found = 'an empty line' if not line.strip() else f'{tabs_per_line[k] + 1} field(s)'
         raise DataFormatError(
             f'{path}, line {k + 2}: expected {num_columns} tab-separated fields '
             f'({", ".join(columns)}), found {found} '
@@ -282,8 +277,7 @@ def read_mmrec_features(path: str | Path, num_items: int) -> Tensor:
     """
     path = Path(path)
     expected = (
-        f'expected a 2-D floating array of shape [num_items={num_items}, '
-        f'dim] saved with np.save'
+        f'expected a 2-D floating array of shape [num_items={num_items}, dim] saved with np.save'
     )
     try:
         with open(path, 'rb') as f:
@@ -291,8 +285,7 @@ def read_mmrec_features(path: str | Path, num_items: int) -> Tensor:
     except OSError as e:
         raise DataFormatError(f'{path}: cannot be read ({e})') from None
     if not head.startswith(b'\x93NUMPY') and not head.startswith(b'PK'):
-        raise DataFormatError(f'{path}: is not a .npy file ({_describe_head(head)}); '
-                              f'{expected}')
+        raise DataFormatError(f'{path}: is not a .npy file ({_describe_head(head)}); {expected}')
     try:
         arr = np.load(path, mmap_mode='r', allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -301,15 +294,11 @@ def read_mmrec_features(path: str | Path, num_items: int) -> Tensor:
                 f'{path}: holds Python objects (a pickled object array), which are '
                 f'refused because loading them can run code; {expected}'
             ) from None
-        raise DataFormatError(
-            f'{path}: cannot be read as a .npy array ({e}); {expected}'
-        ) from None
+        raise DataFormatError(f'{path}: cannot be read as a .npy array ({e}); {expected}') from None
     if not isinstance(arr, np.ndarray):  # e.g. an .npz archive
         raise DataFormatError(f'{path}: is not a single .npy array; {expected}')
     if arr.ndim != 2:
-        raise DataFormatError(
-            f'{path}: has shape {tuple(arr.shape)} ({arr.ndim}-D); {expected}'
-        )
+        raise DataFormatError(f'{path}: has shape {tuple(arr.shape)} ({arr.ndim}-D); {expected}')
     if arr.dtype.kind != 'f':
         raise DataFormatError(f'{path}: has dtype {arr.dtype}; {expected}')
     if arr.shape[0] != num_items:
@@ -435,8 +424,7 @@ def read_id_mapping(path: str | Path) -> dict[int, str]:
             mmrec_id = int(fields[1])
         except ValueError:
             raise DataFormatError(
-                f"{path}, line {number}: the MMRec id must be an integer, got "
-                f"'{fields[1]}'"
+                f"{path}, line {number}: the MMRec id must be an integer, got '{fields[1]}'"
             ) from None
         if mmrec_id in out:
             raise DataFormatError(f'{path}, line {number}: MMRec id {mmrec_id} repeated')
@@ -454,9 +442,7 @@ def _pair_ids(user: np.ndarray, item: np.ndarray) -> np.ndarray:
     num_items = int(item.max()) + 1
     if (int(user.max()) + 1) * num_items < 2**62:
         return user * num_items + item
-    return np.unique(np.stack([user, item], axis=1), axis=0, return_inverse=True)[
-        1
-    ].reshape(-1)
+    return np.unique(np.stack([user, item], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def _first_occurrences(ids: np.ndarray) -> np.ndarray:
@@ -497,9 +483,7 @@ def build_hetero_data(
     return data
 
 
-def load_mmrec(
-    root: str | Path, name: str, *, allow_sparse_ids: bool = False
-) -> HeteroData:
+def load_mmrec(root: str | Path, name: str, *, allow_sparse_ids: bool = False) -> HeteroData:
     r"""Reads the MMRec data set ``<root>/<name>`` (no processed cache).
 
     Applies MMRec's rules: :math:`U` / :math:`I` = max user / item id + 1 over the
@@ -532,8 +516,7 @@ def load_mmrec(
     check_id_range(item, path, 'itemID', allow_sparse_ids)
     if not (label == 0).any():
         raise DataFormatError(
-            f'{path}: the train split is empty (no row with x_label 0 among '
-            f'{label.size} row(s))'
+            f'{path}: the train split is empty (no row with x_label 0 among {label.size} row(s))'
         )
     num_users = int(user.max()) + 1
     num_items = int(item.max()) + 1
@@ -723,9 +706,7 @@ class MMRecDataset(InMemoryDataset):
         self.allow_sparse_ids = allow_sparse_ids
         self._key: str | None = None
         self._processed: HeteroData | None = None
-        super().__init__(
-            str(root), transform, pre_transform, force_reload=force_reload, log=False
-        )
+        super().__init__(str(root), transform, pre_transform, force_reload=force_reload, log=False)
         assert self._processed is not None
         self._data, self.slices = self._processed, None
         self._processed = None

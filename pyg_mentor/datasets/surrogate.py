@@ -17,6 +17,7 @@ item features to run; this module makes them, explicitly and loudly:
 
 Results obtained with either are not comparable with papers that use the real features.
 """
+
 from __future__ import annotations
 
 import logging
@@ -68,8 +69,9 @@ def surrogate_features(
     deg_u = torch.bincount(user, minlength=num_users).clamp(min=1).float()
     deg_i = torch.bincount(item, minlength=num_items).clamp(min=1).float()
     value = deg_i[item].rsqrt() * deg_u[user].rsqrt()
-    matrix = torch.sparse_coo_tensor(torch.stack([item, user]), value,
-                                     (num_items, num_users)).coalesce()
+    matrix = torch.sparse_coo_tensor(
+        torch.stack([item, user]), value, (num_items, num_users)
+    ).coalesce()
     rank = min(rank, num_items - 1, num_users - 1)
     torch.manual_seed(seed)  # svd_lowrank draws its sketch from the global RNG.
     u, s, _ = torch.svd_lowrank(matrix, q=rank, niter=4)
@@ -91,11 +93,13 @@ def add_surrogate_features(data: HeteroData, **kwargs) -> HeteroData:
     if not missing:
         return data
     kind = kwargs.get('kind', 'interactions')
-    log.warning('No real features for modalities %s: using SURROGATE %s features '
-                '(%s). Results are not comparable with papers that use real features.',
-                sorted(missing), kind,
-                'derived from the train interactions' if kind == 'interactions'
-                else 'random, no signal')
+    log.warning(
+        'No real features for modalities %s: using SURROGATE %s features '
+        '(%s). Results are not comparable with papers that use real features.',
+        sorted(missing),
+        kind,
+        'derived from the train interactions' if kind == 'interactions' else 'random, no signal',
+    )
     data = data.clone()
     for m, x in surrogate_features(data, missing, **kwargs).items():
         data[ITEM][feature_key(m)] = x

@@ -116,9 +116,7 @@ def _interaction_counts(
     diff = total - int(counts.sum())
     while diff != 0:
         step = 1 if diff > 0 else -1
-        free = (
-            np.flatnonzero(counts < high) if step > 0 else np.flatnonzero(counts > low)
-        )
+        free = np.flatnonzero(counts < high) if step > 0 else np.flatnonzero(counts > low)
         pick = rng.choice(free, size=min(abs(diff), free.size), replace=False)
         counts[pick] += step
         diff -= step * pick.size
@@ -290,13 +288,10 @@ def make_planted(
     total = round(num_users * avg_interactions)
     cap = num_items - 1
     if num_users < 1 or num_items < 2:
-        raise ValueError(
-            f'Need num_users >= 1 and num_items >= 2, got {num_users} and {num_items}'
-        )
+        raise ValueError(f'Need num_users >= 1 and num_items >= 2, got {num_users} and {num_items}')
     if not 3 <= min_interactions <= cap:
         raise ValueError(
-            f'min_interactions must lie in [3, num_items - 1 = {cap}], '
-            f'got {min_interactions}'
+            f'min_interactions must lie in [3, num_items - 1 = {cap}], got {min_interactions}'
         )
     if not num_users * min_interactions <= total <= num_users * cap:
         raise ValueError(
@@ -309,9 +304,7 @@ def make_planted(
             f'raise avg_interactions or lower num_items'
         )
     if rank < 1 or temperature <= 0:
-        raise ValueError(
-            f'Need rank >= 1 and temperature > 0, got {rank} and {temperature}'
-        )
+        raise ValueError(f'Need rank >= 1 and temperature > 0, got {rank} and {temperature}')
     for m, d in dims.items():
         if not (isinstance(m, str) and m.isidentifier()) or d < 1:
             raise ValueError(
@@ -319,8 +312,7 @@ def make_planted(
             )
     if set(noise) != set(dims) or any(s < 0 for s in noise.values()):
         raise ValueError(
-            f'feature_noise needs a value >= 0 for each modality '
-            f'{sorted(dims)}, got {noise}'
+            f'feature_noise needs a value >= 0 for each modality {sorted(dims)}, got {noise}'
         )
 
     rng = np.random.default_rng(seed)
@@ -349,9 +341,7 @@ def make_planted(
         mask = label == value
         return torch.from_numpy(np.stack([user[mask], item[mask]]))
 
-    data = build_hetero_data(
-        num_users, num_items, edges(0), edges(1), edges(2), features
-    )
+    data = build_hetero_data(num_users, num_items, edges(0), edges(1), edges(2), features)
     if return_factors:
         return (
             data,
@@ -375,9 +365,7 @@ def make_planted_like(
         **kwargs: Passed on to :func:`make_planted` (not the three sizes).
     """
     if name.lower() not in SHAPES:
-        raise ValueError(
-            f"Unknown data set '{name}' (expected one of {sorted(SHAPES)})"
-        )
+        raise ValueError(f"Unknown data set '{name}' (expected one of {sorted(SHAPES)})")
     if scale <= 0:
         raise ValueError(f'scale must be > 0, got {scale}')
     num_users, num_items, num_interactions = SHAPES[name.lower()]
@@ -387,9 +375,7 @@ def make_planted_like(
     return make_planted(num_users, num_items, num_interactions / num_users, **kwargs)
 
 
-def write_mmrec(
-    data: HeteroData, root: str | Path, name: str, *, overwrite: bool = False
-) -> Path:
+def write_mmrec(data: HeteroData, root: str | Path, name: str, *, overwrite: bool = False) -> Path:
     r"""Writes :obj:`data` as an MMRec data set ``<root>/<name>``.
 
     Writes ``<name>.inter`` (tab-separated, header ``userID itemID x_label``, rows
@@ -424,9 +410,7 @@ def write_mmrec(
         num_nodes = data[node_type].num_nodes
         largest = int(ids.max()) if ids.size > 0 else -1
         if largest >= num_nodes:
-            raise ValueError(
-                f'{node_type} id {largest} is out of range (num_nodes={num_nodes})'
-            )
+            raise ValueError(f'{node_type} id {largest} is out of range (num_nodes={num_nodes})')
         if largest + 1 < num_nodes:
             raise ValueError(
                 f'The MMRec format takes the number of {node_type}s from the largest '

@@ -1,5 +1,6 @@
 """Layers (``conv``), models (``models``), losses (``functional``) and
 :class:`EmbeddingNoise` / :class:`FeatureMask`."""
+
 from pyg_mentor.nn import conv, functional, models
 from pyg_mentor.nn.noise import EmbeddingNoise, FeatureMask
 

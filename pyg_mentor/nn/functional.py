@@ -1,4 +1,5 @@
 r"""Loss functions of the recommenders, as pure functions with shapes and math."""
+
 from __future__ import annotations
 
 import itertools
@@ -45,9 +46,7 @@ def embedding_norm_loss(*embeddings: Tensor) -> Tensor:
     Args:
         *embeddings (torch.Tensor): Matrices :obj:`[B, d]` of the batch.
     """
-    return torch.stack([emb.norm(p=2) for emb in embeddings]).sum() / embeddings[
-        -1
-    ].size(0)
+    return torch.stack([emb.norm(p=2) for emb in embeddings]).sum() / embeddings[-1].size(0)
 
 
 def reg_loss(*tensors: Tensor) -> Tensor:
@@ -229,7 +228,8 @@ def info_nce(
         chunk_size = auto_chunk_size(b.size(0))
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(
-            f"chunk_size must be a positive integer, 'auto' or None (got {chunk_size!r})")
+            f"chunk_size must be a positive integer, 'auto' or None (got {chunk_size!r})"
+        )
     a_hat, b_hat = F.normalize(a, dim=1, eps=1e-12), F.normalize(b, dim=1, eps=1e-12)
     pos = (a_hat * b_hat).sum(dim=1).mean() / tau
     if chunk_size is None:
@@ -389,7 +389,7 @@ def grace_nce(
     chunk = n if chunk_size is None else min(chunk_size, n)
 
     def rows(start: int, a: Tensor, p: Tensor) -> Tensor:
-        a_rows = a[start:start + chunk]
+        a_rows = a[start : start + chunk]
         diag = torch.arange(a_rows.size(0), device=a.device)
         self_mask = torch.zeros(a_rows.size(0), n, dtype=torch.bool, device=a.device)
         self_mask[diag, diag + start] = True
@@ -400,12 +400,14 @@ def grace_nce(
         num = (inter[diag, diag + start] - shift.view(-1)).exp()
         return -torch.log(num / denom + eps).sum()
 
-    checkpoint = (chunk_size is not None and torch.is_grad_enabled()
-                  and (a.requires_grad or p.requires_grad))
+    checkpoint = (
+        chunk_size is not None and torch.is_grad_enabled() and (a.requires_grad or p.requires_grad)
+    )
     total = a.new_zeros(())
     for start in range(0, n, chunk):
         if checkpoint:
             from torch.utils.checkpoint import checkpoint as ckpt
+
             total = total + ckpt(rows, start, a, p, use_reentrant=False)
         else:
             total = total + rows(start, a, p)

@@ -1,6 +1,7 @@
 r"""Augmentations of representations inside a model, as modules (identity in
 eval mode): SimGCL-style embedding noise between propagation layers and
 MENTOR's feature masking."""
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -45,6 +46,7 @@ class EmbeddingNoise(Module):
         - **input:** embeddings :math:`(N, d)` (rows along the last dimension)
         - **output:** perturbed embeddings :math:`(N, d)`
     """
+
     def __init__(self, eps: float = 0.1) -> None:
         super().__init__()
         self.eps = _check_eps(eps)

@@ -1,4 +1,5 @@
 r"""FREEDOM's degree-sensitive pruning of user-item edges, as a transform."""
+
 from __future__ import annotations
 
 import torch
@@ -65,8 +66,12 @@ class DegreeSensitivePruning(UserItemEdgeFilter):
             # for a graph on the GPU), so that the draws stay reproducible.
             edge_index = edge_index.to(self.generator.device)
         return degree_sensitive_pruning(
-            edge_index, self.p, _num_nodes(data, src), _num_nodes(data, dst),
-            generator=self.generator)[1].to(device)
+            edge_index,
+            self.p,
+            _num_nodes(data, src),
+            _num_nodes(data, dst),
+            generator=self.generator,
+        )[1].to(device)
 
 
 def _num_nodes(data: HeteroData, node_type: str) -> int | None:

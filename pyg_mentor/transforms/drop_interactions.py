@@ -1,4 +1,5 @@
 r"""Random interaction dropping (graph-view augmentation), as a transform."""
+
 from __future__ import annotations
 
 import copy
@@ -30,6 +31,7 @@ class UserItemEdgeFilter(BaseTransform):
         rev_edge_type (tuple[str, str, str], optional): Its reverse edge type,
             or :obj:`None`. (default: :obj:`('item', 'rated_by', 'user')`)
     """
+
     def __init__(
         self,
         p: float,
@@ -38,13 +40,16 @@ class UserItemEdgeFilter(BaseTransform):
     ) -> None:
         self.p = _check_probability(p)
         self.edge_type = _check_edge_type(edge_type, 'edge_type')
-        self.rev_edge_type = (None if rev_edge_type is None else
-                              _check_edge_type(rev_edge_type, 'rev_edge_type'))
+        self.rev_edge_type = (
+            None if rev_edge_type is None else _check_edge_type(rev_edge_type, 'rev_edge_type')
+        )
         if self.rev_edge_type is not None and (
-                self.rev_edge_type[0] != self.edge_type[2]
-                or self.rev_edge_type[2] != self.edge_type[0]):
-            raise ValueError(f"'rev_edge_type' {self.rev_edge_type} does not "
-                             f"reverse 'edge_type' {self.edge_type}")
+            self.rev_edge_type[0] != self.edge_type[2] or self.rev_edge_type[2] != self.edge_type[0]
+        ):
+            raise ValueError(
+                f"'rev_edge_type' {self.rev_edge_type} does not "
+                f"reverse 'edge_type' {self.edge_type}"
+            )
 
     def edge_mask(self, data: HeteroData, edge_index: Tensor) -> Tensor:
         r"""The boolean mask of the edges of :obj:`edge_type` to keep."""
@@ -53,11 +58,12 @@ class UserItemEdgeFilter(BaseTransform):
     def forward(self, data: HeteroData) -> HeteroData:
         name = self.__class__.__name__
         if not isinstance(data, HeteroData):
-            raise TypeError(f"'{name}' expects a HeteroData "
-                            f"object (got {type(data).__name__})")
+            raise TypeError(f"'{name}' expects a HeteroData object (got {type(data).__name__})")
         if self.edge_type not in data.edge_types:
-            raise ValueError(f"The data has no edge type {self.edge_type} "
-                             f"(edge types present: {data.edge_types})")
+            raise ValueError(
+                f'The data has no edge type {self.edge_type} '
+                f'(edge types present: {data.edge_types})'
+            )
         # BaseTransform.__call__ copies too; copying here keeps a direct
         # `forward` call from modifying its input. Shallow copies are cheap.
         data = copy.copy(data)
@@ -67,11 +73,11 @@ class UserItemEdgeFilter(BaseTransform):
         mask = self.edge_mask(data, edge_index)
 
         rev_store, rev_mask = None, None
-        if (self.rev_edge_type is not None
-                and self.rev_edge_type in data.edge_types):
+        if self.rev_edge_type is not None and self.rev_edge_type in data.edge_types:
             rev_store = data[self.rev_edge_type]
-            rev_mask = _reverse_mask(edge_index, _edge_index(rev_store, name), mask,
-                                     self.edge_type, self.rev_edge_type)
+            rev_mask = _reverse_mask(
+                edge_index, _edge_index(rev_store, name), mask, self.edge_type, self.rev_edge_type
+            )
 
         _filter_edges(store, mask)
         if rev_store is not None and rev_mask is not None:
@@ -79,9 +85,11 @@ class UserItemEdgeFilter(BaseTransform):
         return data
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(p={self.p}, '
-                f'edge_type={self.edge_type}, '
-                f'rev_edge_type={self.rev_edge_type})')
+        return (
+            f'{self.__class__.__name__}(p={self.p}, '
+            f'edge_type={self.edge_type}, '
+            f'rev_edge_type={self.rev_edge_type})'
+        )
 
 
 class DropInteractions(UserItemEdgeFilter):
@@ -123,24 +131,31 @@ class DropInteractions(UserItemEdgeFilter):
         >>> transform = T.Compose([DropInteractions(0.2), MaskFeatures(0.5)])
         >>> view = transform(data)  # data itself is unchanged
     """
+
     def edge_mask(self, data: HeteroData, edge_index: Tensor) -> Tensor:
         return drop_interactions(edge_index, self.p)[1]
 
 
 def _check_edge_type(edge_type: EdgeType, name: str) -> EdgeType:
-    if (not isinstance(edge_type, (tuple, list)) or len(edge_type) != 3
-            or not all(isinstance(part, str) for part in edge_type)):
-        raise ValueError(f"'{name}' must be a (src, relation, dst) tuple of "
-                         f"strings (got {edge_type!r})")
+    if (
+        not isinstance(edge_type, (tuple, list))
+        or len(edge_type) != 3
+        or not all(isinstance(part, str) for part in edge_type)
+    ):
+        raise ValueError(
+            f"'{name}' must be a (src, relation, dst) tuple of strings (got {edge_type!r})"
+        )
     return (edge_type[0], edge_type[1], edge_type[2])
 
 
 def _edge_index(store: EdgeStorage, name: str) -> Tensor:
     for key in ('adj', 'adj_t'):
         if key in store:
-            raise ValueError(f"Edge type {store._key} holds '{key}', which "
-                             f"'{name}' cannot keep in sync; store "
-                             f"the connectivity as 'edge_index'")
+            raise ValueError(
+                f"Edge type {store._key} holds '{key}', which "
+                f"'{name}' cannot keep in sync; store "
+                f"the connectivity as 'edge_index'"
+            )
     if 'edge_index' not in store:
         raise ValueError(f"Edge type {store._key} has no 'edge_index'")
     return store.edge_index
@@ -162,15 +177,16 @@ def _reverse_mask(
         # forward edges with its k-th occurrence in the reverse edges.
         n = int(torch.cat([edge_index[1], rev_edge_index[0]]).max()) + 1
         key, perm = torch.sort(edge_index[0] * n + edge_index[1], stable=True)
-        rev_key, rev_perm = torch.sort(
-            rev_edge_index[1] * n + rev_edge_index[0], stable=True)
+        rev_key, rev_perm = torch.sort(rev_edge_index[1] * n + rev_edge_index[0], stable=True)
         if torch.equal(key, rev_key):
             rev_mask = torch.empty_like(mask)
             rev_mask[rev_perm] = mask[perm]
             return rev_mask
-    raise ValueError(f"The edges of {rev_edge_type} are not those of "
-                     f"{edge_type} flipped, so they cannot be kept in sync "
-                     f"(pass 'rev_edge_type=None' to drop only {edge_type})")
+    raise ValueError(
+        f'The edges of {rev_edge_type} are not those of '
+        f'{edge_type} flipped, so they cannot be kept in sync '
+        f"(pass 'rev_edge_type=None' to drop only {edge_type})"
+    )
 
 
 def _filter_edges(store: EdgeStorage, mask: Tensor) -> None:
@@ -181,6 +197,10 @@ def _filter_edges(store: EdgeStorage, mask: Tensor) -> None:
     for key, value in list(store.items()):
         if key == 'edge_index':
             store[key] = value[:, mask]
-        elif (isinstance(value, Tensor) and value.dim() > 0
-              and value.size(0) == num_edges and 'index' not in key):
+        elif (
+            isinstance(value, Tensor)
+            and value.dim() > 0
+            and value.size(0) == num_edges
+            and 'index' not in key
+        ):
             store[key] = value[mask]

@@ -1,4 +1,5 @@
 r"""The weighted fusion of per-modality item graphs, as a transform."""
+
 from __future__ import annotations
 
 import math
@@ -48,50 +49,47 @@ class FuseItemGraphs(BaseTransform):
           edge_weight=[...],
         }
     """
-    def __init__(self, weights: Mapping[str, float],
-                 relation: str = 'similar') -> None:
+
+    def __init__(self, weights: Mapping[str, float], relation: str = 'similar') -> None:
         if len(weights) == 0:
-            raise ValueError("'weights' is empty; give the weight of at least "
-                             "one modality")
+            raise ValueError("'weights' is empty; give the weight of at least one modality")
         self.weights = {name: float(w) for name, w in weights.items()}
-        bad = {name: w for name, w in self.weights.items()
-               if not math.isfinite(w)}
+        bad = {name: w for name, w in self.weights.items() if not math.isfinite(w)}
         if bad:
-            raise ValueError(f"Weights must be finite (got {bad})")
+            raise ValueError(f'Weights must be finite (got {bad})')
         self.relation = relation
 
     def forward(self, data: HeteroData) -> HeteroData:
         if not isinstance(data, HeteroData):
-            raise TypeError(f"'{self.__class__.__name__}' expects a HeteroData "
-                            f"object (got {type(data).__name__})")
+            raise TypeError(
+                f"'{self.__class__.__name__}' expects a HeteroData "
+                f'object (got {type(data).__name__})'
+            )
         graphs = {}
         for name in self.weights:
             edge_type = similar_edge_type(name)
             if edge_type not in data.edge_types:
-                present = [et for et in data.edge_types
-                           if et[0] == ITEM and et[2] == ITEM]
+                present = [et for et in data.edge_types if et[0] == ITEM and et[2] == ITEM]
                 raise ValueError(
                     f"A weight is given for modality '{name}' but the data has "
-                    f"no edge type {edge_type} (item-item edge types present: "
-                    f"{present}); apply 'ModalityKNNGraph' first")
+                    f'no edge type {edge_type} (item-item edge types present: '
+                    f"{present}); apply 'ModalityKNNGraph' first"
+                )
             store = data[edge_type]
             edge_index = store.edge_index
             edge_weight = store.get('edge_weight')
             if edge_weight is None:
-                edge_weight = torch.ones(edge_index.size(1),
-                                         device=edge_index.device)
+                edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
             graphs[name] = (edge_index, edge_weight)
 
-        edge_index, edge_weight = fuse_item_graphs(graphs, self.weights,
-                                                   _num_items(data))
+        edge_index, edge_weight = fuse_item_graphs(graphs, self.weights, _num_items(data))
         store = data[ITEM, self.relation, ITEM]
         store.edge_index = edge_index
         store.edge_weight = edge_weight
         return data
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(weights={self.weights}, '
-                f'relation={self.relation!r})')
+        return f'{self.__class__.__name__}(weights={self.weights}, relation={self.relation!r})'
 
 
 def _num_items(data: HeteroData) -> int:
@@ -101,5 +99,4 @@ def _num_items(data: HeteroData) -> int:
     names = modalities(data)
     if names:
         return store[feature_key(names[0])].size(0)
-    raise ValueError(f"Cannot tell the number of items: set "
-                     f"data['{ITEM}'].num_nodes")
+    raise ValueError(f"Cannot tell the number of items: set data['{ITEM}'].num_nodes")

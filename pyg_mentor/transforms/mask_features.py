@@ -1,5 +1,6 @@
 r"""Random masking of item features (feature-view augmentation), as a
 transform."""
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,8 @@ class MaskFeatures(BaseTransform):
         >>> transform = T.Compose([DropInteractions(0.2), MaskFeatures(0.5)])
         >>> view = transform(data)  # data itself is unchanged
     """
-    def __init__(self, p: float,
-                 modalities: Sequence[str] | None = None) -> None:
+
+    def __init__(self, p: float, modalities: Sequence[str] | None = None) -> None:
         self.p = _check_probability(p)
         if isinstance(modalities, str):
             modalities = [modalities]
@@ -62,5 +63,4 @@ class MaskFeatures(BaseTransform):
         return data
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(p={self.p}, '
-                f'modalities={self.modalities})')
+        return f'{self.__class__.__name__}(p={self.p}, modalities={self.modalities})'

@@ -1,4 +1,5 @@
 r"""The per-modality item semantic graphs of MENTOR, as a transform."""
+
 from __future__ import annotations
 
 import hashlib
@@ -71,6 +72,7 @@ class ModalityKNNGraph(BaseTransform):
         >>> data['item', 'similar_text', 'item'].edge_index.shape
         torch.Size([2, 70500])
     """
+
     #: Bump when the stored content or the graph construction changes, so
     #: that stale cache files are not loaded.
     CACHE_FORMAT_VERSION = 1
@@ -89,8 +91,7 @@ class ModalityKNNGraph(BaseTransform):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"'k' must be a positive integer (got {k!r})")
         if method not in KNN_METHODS:
-            raise ValueError(f"Unknown method '{method}' (expected one of "
-                             f"{KNN_METHODS})")
+            raise ValueError(f"Unknown method '{method}' (expected one of {KNN_METHODS})")
         if isinstance(modalities, str):
             modalities = [modalities]
         self.k = k
@@ -108,9 +109,11 @@ class ModalityKNNGraph(BaseTransform):
             key = feature_key(name)
             x = store[key]
             if 'num_nodes' in store and store.num_nodes != x.size(0):
-                raise ValueError(f"data['{ITEM}'].{key} has {x.size(0)} rows "
-                                 f"but data['{ITEM}'].num_nodes is "
-                                 f"{store.num_nodes}")
+                raise ValueError(
+                    f"data['{ITEM}'].{key} has {x.size(0)} rows "
+                    f"but data['{ITEM}'].num_nodes is "
+                    f'{store.num_nodes}'
+                )
             edge_index, edge_weight = self._item_graph(name, x)
             edge_store = data[similar_edge_type(name)]
             edge_store.edge_index = edge_index.to(x.device)
@@ -133,8 +136,12 @@ class ModalityKNNGraph(BaseTransform):
             'features': tensor_digest(x),
         }
         if self.method == 'ivf':  # They do not change exact graphs.
-            params.update(nlist=self.nlist, nprobe=self.nprobe,
-                          train_size=self.train_size, faiss=faiss.__version__)
+            params.update(
+                nlist=self.nlist,
+                nprobe=self.nprobe,
+                train_size=self.train_size,
+                faiss=faiss.__version__,
+            )
         text = json.dumps(params, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -144,27 +151,44 @@ class ModalityKNNGraph(BaseTransform):
         if path is not None and path.exists():
             graph = self._load(path, num_edges=x.size(0) * self.k)
             if graph is not None:
-                logger.info("Loaded the '%s' item graph (%d items, k=%d) from "
-                            "'%s' in %.2fs", modality, x.size(0), self.k, path,
-                            time.perf_counter() - start)
+                logger.info(
+                    "Loaded the '%s' item graph (%d items, k=%d) from '%s' in %.2fs",
+                    modality,
+                    x.size(0),
+                    self.k,
+                    path,
+                    time.perf_counter() - start,
+                )
                 return graph
 
         edge_index, edge_weight = knn_item_graph(
-            x, self.k, method=self.method, nlist=self.nlist,
-            nprobe=self.nprobe, train_size=self.train_size)
+            x,
+            self.k,
+            method=self.method,
+            nlist=self.nlist,
+            nprobe=self.nprobe,
+            train_size=self.train_size,
+        )
         if path is not None:
             try:
-                atomic_torch_save({'edge_index': edge_index,
-                                   'edge_weight': edge_weight}, path)
+                atomic_torch_save({'edge_index': edge_index, 'edge_weight': edge_weight}, path)
             except OSError as e:  # e.g. a read-only data set folder
-                logger.warning("Cannot cache the '%s' item graph in '%s' (%s): it "
-                               'is built again on every run', modality, path,
-                               e.strerror or e)
+                logger.warning(
+                    "Cannot cache the '%s' item graph in '%s' (%s): it is built again on every run",
+                    modality,
+                    path,
+                    e.strerror or e,
+                )
                 path = None
-        logger.info("Built the '%s' item graph (%d items, k=%d, method=%s) in "
-                    "%.2fs%s", modality, x.size(0), self.k, self.method,
-                    time.perf_counter() - start,
-                    '' if path is None else f"; saved to '{path}'")
+        logger.info(
+            "Built the '%s' item graph (%d items, k=%d, method=%s) in %.2fs%s",
+            modality,
+            x.size(0),
+            self.k,
+            self.method,
+            time.perf_counter() - start,
+            '' if path is None else f"; saved to '{path}'",
+        )
         return edge_index, edge_weight
 
     @staticmethod
@@ -172,19 +196,21 @@ class ModalityKNNGraph(BaseTransform):
         try:
             obj = safe_torch_load(path, what='item graph cache')
             edge_index, edge_weight = obj['edge_index'], obj['edge_weight']
-            if (tuple(edge_index.shape) != (2, num_edges)
-                    or tuple(edge_weight.shape) != (num_edges, )):
+            if tuple(edge_index.shape) != (2, num_edges) or tuple(edge_weight.shape) != (
+                num_edges,
+            ):
                 raise ValueError('unexpected shapes')
         except Exception as e:  # Unreadable or foreign file: rebuild it.
-            logger.warning("Ignoring invalid item graph cache file '%s' (%s)",
-                           path, e)
+            logger.warning("Ignoring invalid item graph cache file '%s' (%s)", path, e)
             return None
         return edge_index, edge_weight
 
     def __repr__(self) -> str:
         cache_dir = None if self.cache_dir is None else str(self.cache_dir)
-        return (f'{self.__class__.__name__}(k={self.k}, '
-                f'modalities={self.modalities}, method={self.method!r}, '
-                f'nlist={self.nlist}, nprobe={self.nprobe}, '
-                f'train_size={self.train_size}, '
-                f'cache_dir={cache_dir!r})')
+        return (
+            f'{self.__class__.__name__}(k={self.k}, '
+            f'modalities={self.modalities}, method={self.method!r}, '
+            f'nlist={self.nlist}, nprobe={self.nprobe}, '
+            f'train_size={self.train_size}, '
+            f'cache_dir={cache_dir!r})'
+        )

@@ -1,4 +1,5 @@
 r"""Keeps a subset of the item modalities, as a transform."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Functional helpers: kNN item graphs, sampling, atomic I/O."""
+
 from pyg_mentor.utils.augment import (
     degree_sensitive_pruning,
     drop_interactions,

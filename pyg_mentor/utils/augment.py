@@ -10,6 +10,7 @@ r"""Self-supervised augmentations of MENTOR: the functional twins of
 * :func:`embedding_noise` -- SimGCL-style perturbation of propagated
   embeddings (MENTOR's graph-perturbation views).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,7 @@ from torch_geometric.utils import dropout_edge
 def _check_probability(p: float, name: str = 'p') -> float:
     r"""Returns :obj:`p` as a float if :math:`0 \le p < 1`, else raises."""
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"'{name}' must be a float in [0, 1) "
-                        f"(got {type(p).__name__})")
+        raise TypeError(f"'{name}' must be a float in [0, 1) (got {type(p).__name__})")
     p = float(p)
     if not 0.0 <= p < 1.0:  # False for NaN too.
         raise ValueError(f"'{name}' must be in [0, 1) (got {p})")
@@ -94,12 +94,10 @@ def drop_interactions(
     """
     p = _check_probability(p)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must have shape [2, E] "
-                         f"(got {list(edge_index.shape)})")
+        raise ValueError(f"'edge_index' must have shape [2, E] (got {list(edge_index.shape)})")
     if generator is None or not training or p == 0.0:
         return dropout_edge(edge_index, p=p, training=training)
-    edge_mask = torch.rand(edge_index.size(1), generator=generator,
-                           device=edge_index.device) >= p
+    edge_mask = torch.rand(edge_index.size(1), generator=generator, device=edge_index.device) >= p
     return edge_index[:, edge_mask], edge_mask
 
 
@@ -169,8 +167,7 @@ def embedding_noise(
     eps = _check_eps(eps)
     if not h.is_floating_point():
         raise TypeError(f"'h' must be a floating-point tensor (got {h.dtype})")
-    noise = torch.rand(h.shape, generator=generator, device=h.device,
-                       dtype=h.dtype)
+    noise = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
     return h + torch.sign(h) * F.normalize(noise, dim=-1) * eps
 
 
@@ -239,8 +236,7 @@ def degree_sensitive_pruning(
     """
     p = _check_probability(p)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must have shape [2, E] "
-                         f"(got {list(edge_index.shape)})")
+        raise ValueError(f"'edge_index' must have shape [2, E] (got {list(edge_index.shape)})")
     num_edges = edge_index.size(1)
     mask = torch.ones(num_edges, dtype=torch.bool, device=edge_index.device)
     num_keep = int(num_edges * (1.0 - p))
@@ -252,8 +248,7 @@ def degree_sensitive_pruning(
     weight = (deg_user[user] * deg_item[item]).rsqrt()
     # Efraimidis-Spirakis: the n largest keys log(r) / w are a sample without
     # replacement with probabilities proportional to w, draw after draw.
-    r = torch.rand(num_edges, generator=generator, device=edge_index.device,
-                   dtype=torch.float64)
+    r = torch.rand(num_edges, generator=generator, device=edge_index.device, dtype=torch.float64)
     keys = r.clamp_min(torch.finfo(torch.float64).tiny).log() / weight
     mask.zero_()
     mask[keys.topk(num_keep, sorted=False).indices] = True

@@ -1,5 +1,6 @@
 r"""Small, general file and tensor helpers: crash-safe saving, loading files that
 came from outside the process without running code, and content digests."""
+
 from __future__ import annotations
 
 import hashlib
@@ -80,7 +81,8 @@ def safe_torch_load(
         raise CorruptFileError(
             f'{path}: not a readable {what}: it is not a file written by torch.save '
             '(no zip archive); raw pickle and legacy files are never loaded, since '
-            'they can run code')
+            'they can run code'
+        )
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -91,13 +93,14 @@ def safe_torch_load(
             raise UnsafeFileError(
                 f'{path}: refused to load this {what}: it references {name}, which '
                 'could run code when loaded (only tensors, numbers, strings and '
-                "containers are loaded; see README, 'Trust and safety')") from None
-        raise CorruptFileError(f'{path}: not a readable {what}: '
-                               f'{_first_line(e)}') from None
+                "containers are loaded; see README, 'Trust and safety')"
+            ) from None
+        raise CorruptFileError(f'{path}: not a readable {what}: {_first_line(e)}') from None
     except Exception as e:  # noqa: BLE001  Any other failure: a damaged file.
         raise CorruptFileError(
             f'{path}: not a readable {what} (truncated or damaged): '
-            f'{type(e).__name__}: {_first_line(e)}') from None
+            f'{type(e).__name__}: {_first_line(e)}'
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -113,8 +116,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.',
-                                    suffix='.tmp')
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'w') as f:
             f.write(text)
@@ -197,8 +199,13 @@ def hetero_fingerprint(data: Any) -> dict[str, list[float]]:
         rows, cols = x.sum(dim=1, dtype=f64), x.sum(dim=0, dtype=f64)
         w = torch.remainder(torch.arange(x.size(0), dtype=f64) * 7919, 251) / 125 - 1
         v = torch.remainder(torch.arange(x.size(1), dtype=f64) * 104729 + 17, 509) / 254 - 1
-        out[name] = [float(x.abs().sum(dtype=f64)), float(rows.sum()),
-                     float(x.square().sum(dtype=f64)), float(w @ rows), float(v @ cols)]
+        out[name] = [
+            float(x.abs().sum(dtype=f64)),
+            float(rows.sum()),
+            float(x.square().sum(dtype=f64)),
+            float(w @ rows),
+            float(v @ cols),
+        ]
     return out
 
 
@@ -216,8 +223,9 @@ def fingerprint_changes(
             continue
         scale = max(abs(a[0]), abs(b[0]), 1e-30)
         squares = max(abs(a[2]), abs(b[2]), 1e-30)
-        if any(abs(x - y) > rtol * (squares if j == 2 else scale)
-               for j, (x, y) in enumerate(zip(a, b))):
+        if any(
+            abs(x - y) > rtol * (squares if j == 2 else scale) for j, (x, y) in enumerate(zip(a, b))
+        ):
             changed.append(name)
     return changed
 
@@ -246,8 +254,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.',
-                                    suffix='.tmp')
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
             torch.save(obj, f)
@@ -304,11 +311,15 @@ def tensor_digest(*tensors: Tensor) -> str:
     hasher.update(f'tensor_digest:v1:{len(tensors)};'.encode())
     for i, tensor in enumerate(tensors):
         if not isinstance(tensor, Tensor):
-            raise TypeError(f"Argument {i} of 'tensor_digest' must be a "
-                            f"torch.Tensor (got {type(tensor).__name__})")
+            raise TypeError(
+                f"Argument {i} of 'tensor_digest' must be a "
+                f'torch.Tensor (got {type(tensor).__name__})'
+            )
         if tensor.layout != torch.strided:
-            raise TypeError(f"Argument {i} of 'tensor_digest' must be a dense "
-                            f"tensor (got layout {tensor.layout})")
+            raise TypeError(
+                f"Argument {i} of 'tensor_digest' must be a dense "
+                f'tensor (got layout {tensor.layout})'
+            )
         t = tensor.detach().cpu().resolve_conj().resolve_neg().contiguous()
         header = f'{t.dtype}|{tuple(t.shape)}|{t.numel() * t.element_size()};'
         hasher.update(header.encode())

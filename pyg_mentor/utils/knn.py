@@ -1,5 +1,6 @@
 r"""Item-item :math:`k`-nearest-neighbour graphs built with FAISS, and their
 weighted fusion."""
+
 from __future__ import annotations
 
 import math
@@ -150,8 +151,7 @@ def knn_item_graph(
             if full_params is not None:  # IVF: too few items in probed lists.
                 short = np.flatnonzero((labels < 0).any(axis=1))
                 if short.size > 0:
-                    _, labels[short] = index.search(query[short], k,
-                                                    params=full_params)
+                    _, labels[short] = index.search(query[short], k, params=full_params)
             ids = torch.arange(start, end)
             nbrs[start:end] = _self_first(torch.from_numpy(labels), ids, k)
     finally:
@@ -206,34 +206,40 @@ def fuse_item_graphs(
         ...     {'image': 0.1, 'text': 0.9}, num_items=x_text.size(0))
     """
     if len(weights) == 0:
-        raise ValueError("'weights' is empty; give the weight of at least one "
-                         "graph to fuse")
+        raise ValueError("'weights' is empty; give the weight of at least one graph to fuse")
     missing = [name for name in weights if name not in graphs]
     if missing:
-        raise ValueError(f"No graph named {missing} to fuse (weights were given "
-                         f"for {list(weights)}, graphs exist for "
-                         f"{sorted(graphs)})")
+        raise ValueError(
+            f'No graph named {missing} to fuse (weights were given '
+            f'for {list(weights)}, graphs exist for '
+            f'{sorted(graphs)})'
+        )
 
     edge_indices: list[Tensor] = []
     edge_weights: list[Tensor] = []
     for name, w in weights.items():
         w = float(w)
         if not math.isfinite(w):
-            raise ValueError(f"The weight of graph '{name}' must be finite "
-                             f"(got {w})")
+            raise ValueError(f"The weight of graph '{name}' must be finite (got {w})")
         edge_index, edge_weight = graphs[name]
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"The 'edge_index' of graph '{name}' must have "
-                             f"shape [2, num_edges] (got "
-                             f"{tuple(edge_index.shape)})")
+            raise ValueError(
+                f"The 'edge_index' of graph '{name}' must have "
+                f'shape [2, num_edges] (got '
+                f'{tuple(edge_index.shape)})'
+            )
         if edge_weight.dim() != 1 or edge_weight.numel() != edge_index.size(1):
-            raise ValueError(f"The 'edge_weight' of graph '{name}' must have "
-                             f"shape [{edge_index.size(1)}] (got "
-                             f"{tuple(edge_weight.shape)})")
-        if edge_index.numel() > 0 and (int(edge_index.min()) < 0 or
-                                       int(edge_index.max()) >= num_items):
-            raise ValueError(f"Graph '{name}' has node indices outside "
-                             f"[0, {num_items}) (num_items={num_items})")
+            raise ValueError(
+                f"The 'edge_weight' of graph '{name}' must have "
+                f'shape [{edge_index.size(1)}] (got '
+                f'{tuple(edge_weight.shape)})'
+            )
+        if edge_index.numel() > 0 and (
+            int(edge_index.min()) < 0 or int(edge_index.max()) >= num_items
+        ):
+            raise ValueError(
+                f"Graph '{name}' has node indices outside [0, {num_items}) (num_items={num_items})"
+            )
         if not edge_weight.is_floating_point():
             edge_weight = edge_weight.to(torch.float32)
         edge_indices.append(edge_index.long())
@@ -241,40 +247,48 @@ def fuse_item_graphs(
 
     edge_index = torch.cat(edge_indices, dim=1)
     edge_weight = torch.cat(edge_weights, dim=0)
-    return coalesce(edge_index, edge_weight, num_nodes=num_items, reduce='sum',
-                    sort_by_row=False)
+    return coalesce(edge_index, edge_weight, num_nodes=num_items, reduce='sum', sort_by_row=False)
 
 
-def _check_knn_args(x: Tensor, k: int, method: str, nlist: int | None,
-                    nprobe: int, batch_size: int,
-                    num_threads: int | None) -> int:
+def _check_knn_args(
+    x: Tensor,
+    k: int,
+    method: str,
+    nlist: int | None,
+    nprobe: int,
+    batch_size: int,
+    num_threads: int | None,
+) -> int:
     if not isinstance(x, Tensor):
         raise TypeError(f"'x' must be a torch.Tensor (got {type(x).__name__})")
     if x.dim() != 2:
-        raise ValueError(f"'x' must be a 2-D tensor of shape "
-                         f"[num_items, num_features] (got shape "
-                         f"{tuple(x.shape)})")
+        raise ValueError(
+            f"'x' must be a 2-D tensor of shape "
+            f'[num_items, num_features] (got shape '
+            f'{tuple(x.shape)})'
+        )
     if not x.is_floating_point():
-        raise ValueError(f"'x' must be a floating-point tensor (got dtype "
-                         f"{x.dtype})")
+        raise ValueError(f"'x' must be a floating-point tensor (got dtype {x.dtype})")
     if x.size(0) == 0 or x.size(1) == 0:
-        raise ValueError(f"'x' must hold at least one item and one feature "
-                         f"(got shape {tuple(x.shape)})")
+        raise ValueError(
+            f"'x' must hold at least one item and one feature (got shape {tuple(x.shape)})"
+        )
     bad_rows = (~torch.isfinite(x)).any(dim=1).nonzero().view(-1)
     if bad_rows.numel() > 0:
-        raise ValueError(f"'x' holds NaN or infinite values in "
-                         f"{bad_rows.numel()} row(s), e.g. row "
-                         f"{int(bad_rows[0])}")
+        raise ValueError(
+            f"'x' holds NaN or infinite values in "
+            f'{bad_rows.numel()} row(s), e.g. row '
+            f'{int(bad_rows[0])}'
+        )
     k = _as_int('k', k)
     if not 1 <= k <= x.size(0):
-        raise ValueError(f"'k' must satisfy 1 <= k <= num_items = {x.size(0)} "
-                         f"(got k={k})")
+        raise ValueError(f"'k' must satisfy 1 <= k <= num_items = {x.size(0)} (got k={k})")
     if method not in KNN_METHODS:
-        raise ValueError(f"Unknown method '{method}' (expected one of "
-                         f"{KNN_METHODS})")
+        raise ValueError(f"Unknown method '{method}' (expected one of {KNN_METHODS})")
     if nlist is not None and not 1 <= _as_int('nlist', nlist) <= x.size(0):
-        raise ValueError(f"'nlist' must satisfy 1 <= nlist <= num_items = "
-                         f"{x.size(0)} (got nlist={nlist})")
+        raise ValueError(
+            f"'nlist' must satisfy 1 <= nlist <= num_items = {x.size(0)} (got nlist={nlist})"
+        )
     if _as_int('nprobe', nprobe) < 1:
         raise ValueError(f"'nprobe' must be positive (got {nprobe})")
     if _as_int('batch_size', batch_size) < 1:
@@ -290,8 +304,9 @@ def _as_int(name: str, value: int) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise TypeError(f"'{name}' must be an integer (got "
-                        f"{type(value).__name__} {value!r})") from None
+        raise TypeError(
+            f"'{name}' must be an integer (got {type(value).__name__} {value!r})"
+        ) from None
 
 
 def _default_nlist(num_items: int) -> int:
@@ -321,25 +336,27 @@ def _build_index(
     if nlist is None:
         nlist = _default_nlist(num_items)
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist,
-                               faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     # Centroids on the unit sphere suit inner-product search on unit vectors.
     index.cp.spherical = True
     if train_size is not None:
         # FAISS' k-means trains on a seeded random sample of this many points
         # per list when it is given more.
-        index.cp.max_points_per_centroid = max(_MIN_POINTS_PER_CENTROID,
-                                               math.ceil(train_size / nlist))
+        index.cp.max_points_per_centroid = max(
+            _MIN_POINTS_PER_CENTROID, math.ceil(train_size / nlist)
+        )
     if num_items < _MIN_POINTS_PER_CENTROID * nlist:
         # Only an explicit `nlist` or a single list (which needs no
         # clustering) gets here. Warn in Python rather than let FAISS print.
         index.cp.min_points_per_centroid = 1
         if explicit_nlist and nlist > 1:
             warnings.warn(
-                f"IVF training with {num_items} items for nlist={nlist} "
-                f"lists (fewer than {_MIN_POINTS_PER_CENTROID} per list); "
+                f'IVF training with {num_items} items for nlist={nlist} '
+                f'lists (fewer than {_MIN_POINTS_PER_CENTROID} per list); '
                 f"clustering may be poor. Consider a smaller 'nlist' or "
-                f"method='exact'.", stacklevel=3)
+                f"method='exact'.",
+                stacklevel=3,
+            )
     index.train(feats)
     index.add(feats)
     index.nprobe = min(nprobe, nlist)

@@ -6,6 +6,7 @@ every positive pair one negative item uniformly from the items that appear in th
 training split, rejecting items in the user's training history. We do the same,
 vectorised: a round of rejection sampling redraws only the rejected entries.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -35,8 +36,13 @@ class NegativeSampler:
             one item, or with one user): no negative can be drawn for them.
     """
 
-    def __init__(self, edge_index: Tensor, num_items: int, max_rounds: int = 1000,
-                 candidates: Tensor | None = None):
+    def __init__(
+        self,
+        edge_index: Tensor,
+        num_items: int,
+        max_rounds: int = 1000,
+        candidates: Tensor | None = None,
+    ):
         self.num_items = num_items
         self.max_rounds = max_rounds
         self.keys = (edge_index[0] * num_items + edge_index[1]).unique()
@@ -50,7 +56,8 @@ class NegativeSampler:
                 f'No negative item can be sampled for {full.numel()} user(s) (e.g. '
                 f'{full[:5].tolist()}): they rated all {self.candidates.numel()} item(s) '
                 'negatives are drawn from; BPR training needs, for every user, an item '
-                'outside their history (a data set with one item or one user has none)')
+                'outside their history (a data set with one item or one user has none)'
+            )
 
     def is_positive(self, users: Tensor, items: Tensor) -> Tensor:
         r"""Whether each (user, item) pair is a training interaction."""
@@ -61,9 +68,7 @@ class NegativeSampler:
     def sample(self, users: Tensor, generator: torch.Generator | None = None) -> Tensor:
         r"""One negative item for every entry of :obj:`users`."""
         neg = self.candidates[
-            torch.randint(
-                self.candidates.numel(), users.shape, generator=generator
-            )
+            torch.randint(self.candidates.numel(), users.shape, generator=generator)
         ]
         todo = self.is_positive(users, neg).nonzero().view(-1)
         for _ in range(self.max_rounds):
@@ -100,7 +105,7 @@ def train_batches(
     """
     perm = torch.randperm(edge_index.size(1), generator=generator)
     for start in range(0, perm.numel(), batch_size):
-        users, pos = edge_index[:, perm[start:start + batch_size]]
+        users, pos = edge_index[:, perm[start : start + batch_size]]
         yield torch.stack([users, pos, sampler.sample(users, generator)])
 
 
@@ -131,8 +136,9 @@ def user_batches(
     user, item = edge_index[0, order], edge_index[1, order]
     users, count = user.unique_consecutive(return_counts=True)
     start = torch.cumsum(count, 0) - count
-    sampler = NegativeSampler(edge_index, num_items,
-                              candidates=torch.arange(num_items, device=edge_index.device))
+    sampler = NegativeSampler(
+        edge_index, num_items, candidates=torch.arange(num_items, device=edge_index.device)
+    )
     for _ in range(edge_index.size(1) // batch_size + 1):
         pick = torch.randperm(users.numel(), generator=generator)[:batch_size]
         offset = (torch.rand(pick.numel(), generator=generator) * count[pick]).long()

@@ -23,17 +23,23 @@ def data():
 
 
 def run_compare(data, tmp_path, **kwargs):
-    args = dict(dataset='tiny', models=['mf_bpr', 'lightgcn'], seeds=2,
-                runs_dir=tmp_path / 'runs', out_dir=tmp_path / 'out',
-                options={'epochs': 2}, grid=False, data=data)
+    args = dict(
+        dataset='tiny',
+        models=['mf_bpr', 'lightgcn'],
+        seeds=2,
+        runs_dir=tmp_path / 'runs',
+        out_dir=tmp_path / 'out',
+        options={'epochs': 2},
+        grid=False,
+        data=data,
+    )
     args.update(kwargs)
     return compare(**args)
 
 
 def test_compare_aggregates_and_resumes(data, tmp_path, monkeypatch):
     # mf_bpr gets a 2-point grid: searched on the first seed only.
-    report = run_compare(data, tmp_path,
-                         model_options={'mf_bpr': {'reg_weight': [1e-3, 1e-4]}})
+    report = run_compare(data, tmp_path, model_options={'mf_bpr': {'reg_weight': [1e-3, 1e-4]}})
     assert report['seeds'] == [999, 1000]
     runs = {}
     for model in ('mf_bpr', 'lightgcn'):
@@ -65,7 +71,7 @@ def test_compare_aggregates_and_resumes(data, tmp_path, monkeypatch):
     rows = [line for line in text.splitlines() if line.startswith('| mf_bpr | 2 |')]
     assert len(rows) == 1
     mean = entries['mf_bpr']['summary']['recall@20']
-    assert f"{mean['mean']:.4f} ± {mean['std']:.4f}" in rows[0]
+    assert f'{mean["mean"]:.4f} ± {mean["std"]:.4f}' in rows[0]
     assert 'max_epochs=2 (capped!) x2' in rows[0]
     # One summary row and one row per run.
     assert sum(line.startswith('| lightgcn | ') for line in text.splitlines()) == 1 + 2
@@ -85,8 +91,7 @@ def test_compare_aggregates_and_resumes(data, tmp_path, monkeypatch):
         raise AssertionError('a finished run was trained again')
 
     monkeypatch.setattr(pyg_mentor.train, 'train_model', fail)
-    again = run_compare(data, tmp_path,
-                        model_options={'mf_bpr': {'reg_weight': [1e-3, 1e-4]}})
+    again = run_compare(data, tmp_path, model_options={'mf_bpr': {'reg_weight': [1e-3, 1e-4]}})
     assert again['models'][0]['summary'] == report['models'][0]['summary']
     monkeypatch.undo()
 
@@ -110,24 +115,35 @@ def test_compare_aggregates_and_resumes(data, tmp_path, monkeypatch):
     longer = run_compare(data, tmp_path, models=['lightgcn'], options={'epochs': 3})
     assert [r['epochs_run'] for r in longer['models'][0]['runs']] == [3, 3]
     with pytest.raises(ValueError, match='other settings'):
-        run_compare(data, tmp_path, models=['lightgcn'],
-                    options={'epochs': 3, 'lr': 0.01})
+        run_compare(data, tmp_path, models=['lightgcn'], options={'epochs': 3, 'lr': 0.01})
 
 
 def test_unknown_model_lists_the_registered_ones(data, tmp_path, capsys):
     with pytest.raises(KeyError, match="available: .*'lightgcn'"):
         run_compare(data, tmp_path, models=['mf_bpr', 'nope'])
     assert not (tmp_path / 'runs').exists()  # Checked before any training.
-    assert main(['compare', '--dataset', 'synthetic', '--models', 'lightgcn,nope',
-                 '--out', str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                'compare',
+                '--dataset',
+                'synthetic',
+                '--models',
+                'lightgcn,nope',
+                '--out',
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "Unknown model(s) ['nope']" in err and 'mf_bpr' in err
 
 
 def test_set_per_model():
     common, per_model = parse_model_assignments(
-        ['epochs=5', 'mentor:epochs=10', 'mentor:cl_weight=[1e-4,1e-3]'],
-        ['mentor', 'lightgcn'])
+        ['epochs=5', 'mentor:epochs=10', 'mentor:cl_weight=[1e-4,1e-3]'], ['mentor', 'lightgcn']
+    )
     assert common == {'epochs': 5}
     assert per_model == {'mentor': {'epochs': 10, 'cl_weight': [1e-4, 1e-3]}}
     with pytest.raises(ValueError, match="'vbpr', which is not compared"):
@@ -136,9 +152,16 @@ def test_set_per_model():
 
 def write_partial_run(path, rows, dataset='baby'):
     path.mkdir(parents=True)
-    (path / 'run.json').write_text(json.dumps({
-        'model': 'lightgcn', 'dataset': dataset, 'surrogate_features': None,
-        'options': {'epochs': 1000, 'num_layers': 4}}))
+    (path / 'run.json').write_text(
+        json.dumps(
+            {
+                'model': 'lightgcn',
+                'dataset': dataset,
+                'surrogate_features': None,
+                'options': {'epochs': 1000, 'num_layers': 4},
+            }
+        )
+    )
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with open(path / 'log.csv', 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -163,8 +186,9 @@ def test_import_partial_run_beside_the_paper(data, tmp_path):
     assert record.seconds_per_epoch == pytest.approx(3.0)
     assert record.model_kwargs['num_layers'] == 4
 
-    report = compare('baby', [], 1, out_dir=tmp_path / 'out', data=data,
-                     imports=[('lightgcn', run)], plot=False)
+    report = compare(
+        'baby', [], 1, out_dir=tmp_path / 'out', data=data, imports=[('lightgcn', run)], plot=False
+    )
     text = (tmp_path / 'out' / 'compare_baby.md').read_text()
     assert '| lightgcn | 1 (imported) |' in text
     beside = text.split('## Beside the paper')[1].split('##')[0]
@@ -179,19 +203,37 @@ def test_import_partial_run_beside_the_paper(data, tmp_path):
     other = tmp_path / 'other'
     write_partial_run(other, rows, dataset='sports')
     with pytest.raises(ValueError, match="run on 'sports'"):
-        compare('baby', [], 1, out_dir=tmp_path / 'out', data=data,
-                imports=[('lightgcn', other)], plot=False)
+        compare(
+            'baby',
+            [],
+            1,
+            out_dir=tmp_path / 'out',
+            data=data,
+            imports=[('lightgcn', other)],
+            plot=False,
+        )
 
 
 def test_plot_report(tmp_path):
     pytest.importorskip('matplotlib')
     summary = {m: {'mean': 0.05, 'std': 0.001} for m in METRICS}
-    report = {'dataset': 'baby', 'models': [
-        {'model': 'lightgcn', 'imported': False, 'summary': summary,
-         'paper': [.0479, .0754, .0257, .0328]},
-        {'model': 'tiny', 'imported': True, 'paper': None,
-         'summary': {m: {'mean': 0.02, 'std': float('nan')} for m in METRICS}},
-    ]}
+    report = {
+        'dataset': 'baby',
+        'models': [
+            {
+                'model': 'lightgcn',
+                'imported': False,
+                'summary': summary,
+                'paper': [0.0479, 0.0754, 0.0257, 0.0328],
+            },
+            {
+                'model': 'tiny',
+                'imported': True,
+                'paper': None,
+                'summary': {m: {'mean': 0.02, 'std': float('nan')} for m in METRICS},
+            },
+        ],
+    }
     path = plot_report(report, tmp_path / 'chart.png')
     assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
@@ -199,14 +241,18 @@ def test_plot_report(tmp_path):
 def test_higher_cap_continues_grid_trials(data, tmp_path):
     grid = {'mf_bpr': {'reg_weight': [1e-3, 1e-4]}}
     run_compare(data, tmp_path, models=['mf_bpr'], seeds=1, model_options=grid)
-    report = run_compare(data, tmp_path, models=['mf_bpr'], seeds=1,
-                         model_options=grid, options={'epochs': 3})
-    metrics = json.loads((tmp_path / 'runs' / 'mf_bpr' / 'seed-999' /
-                          'metrics.json').read_text())
+    report = run_compare(
+        data, tmp_path, models=['mf_bpr'], seeds=1, model_options=grid, options={'epochs': 3}
+    )
+    metrics = json.loads((tmp_path / 'runs' / 'mf_bpr' / 'seed-999' / 'metrics.json').read_text())
     assert report['models'][0]['runs'][0]['epochs_run'] == 3
     for trial in ('000', '001'):
-        log = (tmp_path / 'runs' / 'mf_bpr' / 'seed-999' / 'trials' / trial /
-               'log.csv').read_text().strip().splitlines()
+        log = (
+            (tmp_path / 'runs' / 'mf_bpr' / 'seed-999' / 'trials' / trial / 'log.csv')
+            .read_text()
+            .strip()
+            .splitlines()
+        )
         assert len(log) == 1 + 3  # Header and three epochs, none twice.
     assert len(metrics['trials']) == 2
 
@@ -217,12 +263,23 @@ def test_cli_import_and_note(tmp_path, capsys):
     write_mmrec(make_planted(num_users=200, num_items=80, seed=1), tmp_path, 'baby')
     test = {f'test/{m}': 0.02 for m in METRICS}
     run = tmp_path / 'lgn'
-    write_partial_run(run, [{'epoch': 0, 'train_seconds': 1.0,
-                             'valid/recall@20': 0.05, **test}])
-    argv = ['compare', '--dataset', 'baby', '--root', str(tmp_path), '--models',
-            'lightgcn', '--import', f'lightgcn={run}', '--note',
-            'lightgcn=num_layers=4 from an earlier grid', '--no-plot',
-            '--out', str(tmp_path / 'out')]
+    write_partial_run(run, [{'epoch': 0, 'train_seconds': 1.0, 'valid/recall@20': 0.05, **test}])
+    argv = [
+        'compare',
+        '--dataset',
+        'baby',
+        '--root',
+        str(tmp_path),
+        '--models',
+        'lightgcn',
+        '--import',
+        f'lightgcn={run}',
+        '--note',
+        'lightgcn=num_layers=4 from an earlier grid',
+        '--no-plot',
+        '--out',
+        str(tmp_path / 'out'),
+    ]
     assert main(argv) == 0
     text = (tmp_path / 'out' / 'compare_baby.md').read_text()
     assert f'- Command: `pyg-mentor compare --dataset baby --root {tmp_path}' in text
@@ -234,8 +291,13 @@ def test_cli_import_and_note(tmp_path, capsys):
 
 def test_report_says_what_the_runs_recorded(data, tmp_path):
     # Patience as each run recorded it (no literal); a label with its own options.
-    report = run_compare(data, tmp_path, models=['lightgcn', 'lgn_deep=lightgcn'], seeds=1,
-                         model_options={'lgn_deep': {'num_layers': 3, 'patience': 7}})
+    report = run_compare(
+        data,
+        tmp_path,
+        models=['lightgcn', 'lgn_deep=lightgcn'],
+        seeds=1,
+        model_options={'lgn_deep': {'num_layers': 3, 'patience': 7}},
+    )
     runs = {e['model']: e['runs'][0] for e in report['models']}
     assert runs['lgn_deep']['model_kwargs']['num_layers'] == 3
     assert runs['lgn_deep']['patience'] == 7 and runs['lightgcn']['patience'] == 20
@@ -246,11 +308,15 @@ def test_report_says_what_the_runs_recorded(data, tmp_path):
     assert 'valid metric (recall@20)' in protocol
     assert 'patience 20' not in text.replace('patience lightgcn 20', '')
 
-    same = run_compare(data, tmp_path / 'p', models=['lightgcn'], seeds=1,
-                       options={'epochs': 2, 'patience': 50})
+    same = run_compare(
+        data, tmp_path / 'p', models=['lightgcn'], seeds=1, options={'epochs': 2, 'patience': 50}
+    )
     assert same['models'][0]['runs'][0]['patience'] == 50
-    protocol = next(line for line in (tmp_path / 'p' / 'out' / 'compare_tiny.md')
-                    .read_text().splitlines() if line.startswith('- Protocol'))
+    protocol = next(
+        line
+        for line in (tmp_path / 'p' / 'out' / 'compare_tiny.md').read_text().splitlines()
+        if line.startswith('- Protocol')
+    )
     assert 'patience 50,' in protocol
 
 
@@ -269,21 +335,35 @@ def test_paper_numbers_come_from_the_data_file(data, tmp_path):
     assert 'MENTOR' in table['source'] and 'Table 2' in table['source']
     # Every model of the paper, on its three datasets, four metrics each.
     assert {d: len(m) for d, m in table['results'].items()} == {
-        'baby': 9, 'sports': 9, 'clothing': 9}
-    assert table['results']['baby']['lightgcn'] == [.0479, .0754, .0257, .0328]
+        'baby': 9,
+        'sports': 9,
+        'clothing': 9,
+    }
+    assert table['results']['baby']['lightgcn'] == [0.0479, 0.0754, 0.0257, 0.0328]
     run = tmp_path / 'lgn'
-    write_partial_run(run, [{'epoch': 0, 'train_seconds': 1.0, 'valid/recall@20': 0.05,
-                             **{f'test/{m}': 0.02 for m in METRICS}}])
-    compare('baby', [], 1, out_dir=tmp_path / 'out', data=data,
-            imports=[('lightgcn', run)], plot=False)
+    write_partial_run(
+        run,
+        [
+            {
+                'epoch': 0,
+                'train_seconds': 1.0,
+                'valid/recall@20': 0.05,
+                **{f'test/{m}': 0.02 for m in METRICS},
+            }
+        ],
+    )
+    compare(
+        'baby', [], 1, out_dir=tmp_path / 'out', data=data, imports=[('lightgcn', run)], plot=False
+    )
     text = (tmp_path / 'out' / 'compare_baby.md').read_text()
-    assert f"## Beside the paper ({table['source']})" in text
+    assert f'## Beside the paper ({table["source"]})' in text
 
 
 def test_default_report_goes_beside_the_runs(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    report = compare('tiny', ['mf_bpr'], 1, options={'epochs': 1}, grid=False, data=data,
-                     plot=False)
+    report = compare(
+        'tiny', ['mf_bpr'], 1, options={'epochs': 1}, grid=False, data=data, plot=False
+    )
     assert (tmp_path / 'runs' / 'compare-tiny' / 'compare_tiny.md').exists()
     assert report['meta']['runs_dir'] == 'runs/compare-tiny'
 
@@ -293,12 +373,21 @@ def test_rerun_with_the_same_models_skips_finished_runs(tmp_path, monkeypatch, c
     # then one command over all models writes the report without training.
     from benchmarks.compare import main as compare_main
 
-    args = ['--dataset', 'synthetic', '--no-grid', '--seeds', '1', '--set', 'epochs=1',
-            '--runs', str(tmp_path / 'runs'), '--no-plot']
+    args = [
+        '--dataset',
+        'synthetic',
+        '--no-grid',
+        '--seeds',
+        '1',
+        '--set',
+        'epochs=1',
+        '--runs',
+        str(tmp_path / 'runs'),
+        '--no-plot',
+    ]
     assert compare_main(args + ['--models', 'mf_bpr', '--name', 'a']) == 0
     assert compare_main(args + ['--models', 'lightgcn', '--name', 'b']) == 0
-    stamp = json.loads((tmp_path / 'runs' / 'mf_bpr' / 'seed-999' / 'compare.json')
-                       .read_text())
+    stamp = json.loads((tmp_path / 'runs' / 'mf_bpr' / 'seed-999' / 'compare.json').read_text())
     assert set(stamp) == {'model', 'dataset', 'data', 'options'}
 
     def fail(*args, **kwargs):
@@ -308,6 +397,6 @@ def test_rerun_with_the_same_models_skips_finished_runs(tmp_path, monkeypatch, c
     capsys.readouterr()
     assert compare_main(args + ['--models', 'mf_bpr,lightgcn']) == 0
     out = capsys.readouterr().out
-    assert f"report: {tmp_path / 'runs' / 'compare_synthetic.md'}" in out
+    assert f'report: {tmp_path / "runs" / "compare_synthetic.md"}' in out
     assert '| mf_bpr | 1 |' in out and '| lightgcn | 1 |' in out
     assert '- Command: `python benchmarks/compare.py --dataset synthetic' in out

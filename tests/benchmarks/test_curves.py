@@ -15,11 +15,21 @@ def test_curves_side_by_side_and_best_epoch(tmp_path):
     # Run a: 0.06122 and 0.06118 both round to 0.0612, so the first (epoch 1) is best.
     _write(tmp_path / 'a', [(0, 0.05, 0.051), (1, 0.06122, 0.062), (2, 0.06118, None)])
     _write(tmp_path / 'b', [(0, 0.07, 0.071)])
-    text = module.main([str(tmp_path / 'a'), str(tmp_path / 'b'), '--labels', 'A', 'B',
-                        '--out', str(tmp_path / 'out.md')])
+    text = module.main(
+        [
+            str(tmp_path / 'a'),
+            str(tmp_path / 'b'),
+            '--labels',
+            'A',
+            'B',
+            '--out',
+            str(tmp_path / 'out.md'),
+        ]
+    )
     lines = text.splitlines()
-    assert lines[0] == ('| epoch | A valid/recall@20 | B valid/recall@20 | A test/recall@20 '
-                        '| B test/recall@20 |')
+    assert lines[0] == (
+        '| epoch | A valid/recall@20 | B valid/recall@20 | A test/recall@20 | B test/recall@20 |'
+    )
     assert lines[2] == '| 0 | .0500 | .0700 | .0510 | .0710 |'
     assert lines[4] == '| 2 | .0612 | - | - | - |'  # B has no epoch 2; A no test there
     assert '| A | 3 | 1 | .0612 | .0620 |' in lines

@@ -57,8 +57,12 @@ def test_sampled_large_size_path(tmp_path):
         '--train-size', '1000', '--nprobes', '1', '64', '--repeat', '1', '--out', str(out),
     ])  # fmt: skip
     rows = {row['method']: row for row in json.loads(out.read_text())['rows']}
-    assert set(rows) == {'dense torch (release)', 'faiss exact', 'faiss IVF nprobe=1',
-                         'faiss IVF nprobe=64'}
+    assert set(rows) == {
+        'dense torch (release)',
+        'faiss exact',
+        'faiss IVF nprobe=1',
+        'faiss IVF nprobe=64',
+    }
     assert rows['faiss exact']['estimated'] and rows['faiss exact']['recall'] == 1.0
     nlist = rows['faiss exact']['nlist']
     assert nlist == 76  # knn_item_graph's default for 3,000 items

@@ -29,7 +29,8 @@ def test_quick_run(tmp_path, capsys):
             if row['rows'] == 3000 and row['dense_measured']:
                 assert row['dense_peak_extra_bytes'] > 2 * row['chunked_peak_extra_bytes']
     assert result['datasets']['quick']['chunked'] == max(
-        r['chunked_peak_extra_bytes'] or 0 for r in saved['rows'])
+        r['chunked_peak_extra_bytes'] or 0 for r in saved['rows']
+    )
     text = (tmp_path / 'm.md').read_text()
     assert text.startswith('# Memory: graph-perturbation InfoNCE')
     assert 'Target <= 300 MB extra on Sports: quick mode: targets not applicable.' in text

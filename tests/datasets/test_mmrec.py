@@ -128,9 +128,7 @@ def test_load_mmrec_tiny(tmp_path, caplog):
     assert 'dropped 1 test row(s) of 1 cold-start user(s)' in warnings[1]
     assert all('tiny.inter' in w for w in warnings)
     # Items 3 and 5 (valid/test only) are kept and reported.
-    assert any(
-        '2 of 6 item(s) have no train row' in r.getMessage() for r in caplog.records
-    )
+    assert any('2 of 6 item(s) have no train row' in r.getMessage() for r in caplog.records)
 
 
 def test_load_mmrec_gzip(tmp_path):
@@ -172,13 +170,9 @@ def test_duplicates_dropped_and_logged(tmp_path, caplog):
     assert store.test_label_index.tolist() == [[0, 1], [4, 1]]
     messages = [r.getMessage() for r in caplog.records]
     assert any(
-        'dropped 1 duplicate (user, item) row(s) from the train split' in m
-        for m in messages
+        'dropped 1 duplicate (user, item) row(s) from the train split' in m for m in messages
     )
-    assert any(
-        'dropped 2 duplicate (user, item) row(s) from the test split' in m
-        for m in messages
-    )
+    assert any('dropped 2 duplicate (user, item) row(s) from the test split' in m for m in messages)
     assert any('1 valid pair(s) also appear in the train split' in m for m in messages)
 
 
@@ -200,9 +194,7 @@ def test_features_attached(tmp_path):
 
 def test_real_baby_shipped(tmp_path):
     # Copied, so that the processed cache is not written into the repository.
-    shutil.copytree(
-        SHIPPED / 'baby', tmp_path / 'baby', ignore=shutil.ignore_patterns('processed')
-    )
+    shutil.copytree(SHIPPED / 'baby', tmp_path / 'baby', ignore=shutil.ignore_patterns('processed'))
     data = MMRecDataset(tmp_path, 'baby')[0]
     store = data['user', 'rates', 'item']
     assert data['user'].num_nodes == 19445
@@ -210,9 +202,7 @@ def test_real_baby_shipped(tmp_path):
     assert store.edge_index.size() == (2, 118551)
     assert store.valid_label_index.size() == (2, 20559)
     assert store.test_label_index.size() == (2, 21682)
-    assert torch.equal(
-        data['item', 'rated_by', 'user'].edge_index, store.edge_index.flip(0)
-    )
+    assert torch.equal(data['item', 'rated_by', 'user'].edge_index, store.edge_index.flip(0))
     for key in ('edge_index', 'valid_label_index', 'test_label_index'):
         users = store[key][0]
         assert torch.bincount(users, minlength=19445).min() >= 1, key
@@ -228,9 +218,7 @@ def test_dataset_processes_once_and_reuses_cache(tmp_path, monkeypatch):
     assert str(dataset) == 'MMRecDataset(tiny)'
     assert_tiny(dataset[0])
     cached = sorted(
-        p.name
-        for p in (tmp_path / 'tiny' / 'processed').iterdir()
-        if p.name.startswith('data_')
+        p.name for p in (tmp_path / 'tiny' / 'processed').iterdir() if p.name.startswith('data_')
     )
     assert len(cached) == 1
 
@@ -430,8 +418,9 @@ def test_feature_file_not_npy(tmp_path):
     path.write_bytes(b'not an array')
     with pytest.raises(DataFormatError) as e:
         load_mmrec(tmp_path, 'tiny')
-    assert str(e.value).startswith(f'{path}: is not a .npy file (it starts with the '
-                                   "text 'not an a', e.g. a text file)")
+    assert str(e.value).startswith(
+        f"{path}: is not a .npy file (it starts with the text 'not an a', e.g. a text file)"
+    )
     assert 'pickle' not in str(e.value)
 
 

@@ -45,7 +45,7 @@ def test_add_surrogate_features_warns_and_keeps_real_ones(data, caplog):
     real['item'].x_text = torch.ones(150, 5)
     with caplog.at_level(logging.WARNING):
         out = add_surrogate_features(real, dims={'image': 16, 'text': 7})
-    assert "SURROGATE" in caplog.text and "['image']" in caplog.text
+    assert 'SURROGATE' in caplog.text and "['image']" in caplog.text
     assert out['item'].x_image.shape == (150, 16)
     assert torch.equal(out['item'].x_text, torch.ones(150, 5))  # Real text kept.
     assert 'x_image' not in real['item']  # Input not modified.

@@ -61,9 +61,7 @@ def test_shapes_and_layout(planted):
     for key in SPLIT_KEYS:
         assert data[RATES][key].dtype == torch.long
         assert data[RATES][key].dim() == 2 and data[RATES][key].size(0) == 2
-    assert torch.equal(
-        data['item', 'rated_by', 'user'].edge_index, data[RATES].edge_index.flip(0)
-    )
+    assert torch.equal(data['item', 'rated_by', 'user'].edge_index, data[RATES].edge_index.flip(0))
     assert U.shape == (2000, 16) and V.shape == (800, 16)
     assert U.dtype == V.dtype == torch.float32
 

@@ -12,7 +12,7 @@ def test_embedding_noise_module_train_mode():
     assert module.training
     h = torch.randn(30, 8)
     delta = module(h) - h
-    torch.testing.assert_close(delta.norm(dim=-1), torch.full((30, ), 0.2))
+    torch.testing.assert_close(delta.norm(dim=-1), torch.full((30,), 0.2))
     assert (torch.sign(delta) == torch.sign(h)).all()
     # Fresh noise on every call, reproducible with the global seed.
     assert not torch.equal(module(h), module(h))

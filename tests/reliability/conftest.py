@@ -1,6 +1,7 @@
 r"""Helpers of the reliability suite: one test per case of issue 14 (trust
 boundaries and run-folder integrity), each written to fail on the code the
 issue was filed against and to pass after it."""
+
 import builtins
 import errno
 import io
@@ -30,8 +31,10 @@ class Payload:
         self.marker = str(marker)
 
     def __reduce__(self):
-        return (subprocess.check_call, ([sys.executable, '-c',
-                                         f'open({self.marker!r}, "w").close()'],))
+        return (
+            subprocess.check_call,
+            ([sys.executable, '-c', f'open({self.marker!r}, "w").close()'],),
+        )
 
 
 @pytest.fixture
@@ -45,8 +48,22 @@ def toy(tmp_path):
 
 def train(root, out, *args, dataset='toy', model='mf_bpr', sets=FAST):
     r"""``pyg-mentor train`` in-process; returns the exit status."""
-    return main(['train', '--model', model, '--dataset', dataset, '--root', str(root),
-                 '--out', str(out), '--set', *sets, *args])
+    return main(
+        [
+            'train',
+            '--model',
+            model,
+            '--dataset',
+            dataset,
+            '--root',
+            str(root),
+            '--out',
+            str(out),
+            '--set',
+            *sets,
+            *args,
+        ]
+    )
 
 
 def one_line_error(capsys, *fragments) -> str:
@@ -142,5 +159,11 @@ def tensor_of(text: str) -> torch.Tensor:
 @pytest.fixture
 def h():
     r"""The helpers of this suite (test modules cannot import conftest)."""
-    return SimpleNamespace(Payload=Payload, train=train, one_line_error=one_line_error,
-                           read_json=read_json, FAST=FAST, main=main)
+    return SimpleNamespace(
+        Payload=Payload,
+        train=train,
+        one_line_error=one_line_error,
+        read_json=read_json,
+        FAST=FAST,
+        main=main,
+    )

@@ -2,6 +2,7 @@ r"""Issue 14, case 1: no code runs from a data set folder or a run folder. Each
 test plants a payload that creates a marker file when unpickled, runs what a
 user would run, and checks that the marker never appears and that the user
 gets a clear message."""
+
 import pickle
 
 import torch
@@ -35,13 +36,16 @@ def test_processed_cache_payload_is_refused_and_rebuilt(toy, tmp_path, caplog, h
     torch.save({'format': 'pyg_mentor.mmrec', 'data': h.Payload(marker)}, cache)
     again = MMRecDataset(root, 'toy')[0]
     assert not marker.exists()
-    assert torch.equal(again['user', 'rates', 'item'].edge_index,
-                       data['user', 'rates', 'item'].edge_index)
+    assert torch.equal(
+        again['user', 'rates', 'item'].edge_index, data['user', 'rates', 'item'].edge_index
+    )
     assert str(cache) in caplog.text and 'refused to load' in caplog.text
     assert 'rebuilding' in caplog.text
     # The rebuilt cache is a good one again:
-    assert torch.equal(MMRecDataset(root, 'toy')[0]['user', 'rates', 'item'].edge_index,
-                       dataset[0]['user', 'rates', 'item'].edge_index)
+    assert torch.equal(
+        MMRecDataset(root, 'toy')[0]['user', 'rates', 'item'].edge_index,
+        dataset[0]['user', 'rates', 'item'].edge_index,
+    )
 
 
 def test_checkpoint_payload_never_runs(toy, tmp_path, capsys, h):

@@ -1,5 +1,6 @@
 r"""Issue 14, cases 5 and 6 (data): a stray huge id is refused before any
 allocation; degenerate data sets and malformed files get one clear line."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,11 @@ def write_inter(root, name, rows, header='userID\titemID\tx_label'):
 
 
 def base_rows(num_users=40, items_per_user=6):
-    return [(u, (u + j) % 30, 0 if j < 4 else 1 + j % 2)
-            for u in range(num_users) for j in range(items_per_user)]
+    return [
+        (u, (u + j) % 30, 0 if j < 4 else 1 + j % 2)
+        for u in range(num_users)
+        for j in range(items_per_user)
+    ]
 
 
 def test_sparse_id_is_refused_before_allocation(tmp_path, capsys):
@@ -28,11 +32,33 @@ def test_sparse_id_is_refused_before_allocation(tmp_path, capsys):
     with pytest.raises(DataFormatError) as e:
         load_mmrec(tmp_path, 'sparse')
     message = str(e.value)
-    for fragment in (f'{path}, line 102', "column 'itemID'", 'the id 50000000',
-                     'only 31 distinct', '50,000,001 nodes', '--allow-sparse-ids'):
+    for fragment in (
+        f'{path}, line 102',
+        "column 'itemID'",
+        'the id 50000000',
+        'only 31 distinct',
+        '50,000,001 nodes',
+        '--allow-sparse-ids',
+    ):
         assert fragment in message, message
-    assert main(['train', '--model', 'mf_bpr', '--dataset', 'sparse', '--root',
-                 str(tmp_path), '--out', str(tmp_path / 'run'), '--set', 'epochs=1']) == 2
+    assert (
+        main(
+            [
+                'train',
+                '--model',
+                'mf_bpr',
+                '--dataset',
+                'sparse',
+                '--root',
+                str(tmp_path),
+                '--out',
+                str(tmp_path / 'run'),
+                '--set',
+                'epochs=1',
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f'{path}, line 102' in err and 'Traceback' not in err
     assert not (tmp_path / 'run' / 'run.json').exists()

@@ -3,6 +3,7 @@ an independent, line-by-line reader written here: on any file hypothesis
 builds (columns in any order, extra columns, CRLF, a byte order mark, trailing
 blank lines, corrupted fields, wrong field counts, bad labels), both agree on
 the parsed columns, or on the line of the first error."""
+
 import re
 
 import numpy as np
@@ -63,8 +64,9 @@ def reference_reader(raw: bytes):
 
 @st.composite
 def inter_files(draw):
-    extra = draw(st.lists(st.sampled_from(['rating', 'timestamp', 'note']), unique=True,
-                          max_size=2))
+    extra = draw(
+        st.lists(st.sampled_from(['rating', 'timestamp', 'note']), unique=True, max_size=2)
+    )
     header = draw(st.permutations([*REQUIRED, *extra]))
     num_rows = draw(st.integers(0, 30))
     rows = []
@@ -92,8 +94,12 @@ def inter_files(draw):
     return raw
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(raw=inter_files())
 def test_parser_agrees_with_an_independent_reader(tmp_path, raw):
     path = tmp_path / 'x.inter'

@@ -1,6 +1,7 @@
 r"""Issue 14, case 2: the processed cache is keyed by the raw files' contents
 and every processing parameter, written atomically, and a damaged cache is
 reported and rebuilt."""
+
 import logging
 import os
 
@@ -75,10 +76,14 @@ def test_pre_transform_repr_keys_the_cache(toy, tmp_path, monkeypatch):
     assert len(list((root / 'toy' / 'processed').glob('data_*.pt'))) == 2
     for k, expected in ((5, other), (3, first)):
         cached = MMRecDataset(root, 'toy', pre_transform=pre(k))[0]
-        assert torch.equal(cached['item', 'similar', 'item'].edge_index,
-                           expected['item', 'similar', 'item'].edge_index)
-        assert torch.equal(cached['item', 'similar', 'item'].edge_weight,
-                           expected['item', 'similar', 'item'].edge_weight)
+        assert torch.equal(
+            cached['item', 'similar', 'item'].edge_index,
+            expected['item', 'similar', 'item'].edge_index,
+        )
+        assert torch.equal(
+            cached['item', 'similar', 'item'].edge_weight,
+            expected['item', 'similar', 'item'].edge_weight,
+        )
 
 
 def test_read_only_dataset_folder_is_processed_in_memory(toy, read_only, caplog):

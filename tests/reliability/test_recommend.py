@@ -1,6 +1,7 @@
 r"""Issue 14, case 4: ``recommend`` on edge cases, against a brute-force
 reference written here; and issue 16's output (header, scores, original ids,
 ``--format json|tsv``)."""
+
 import json
 import math
 
@@ -31,8 +32,11 @@ def reference(user_emb, item_emb, users, k, exclude):
         banned.setdefault(u, set()).add(i)
     items, scores = [], []
     for u in users:
-        row = [(float(user_emb[u] @ item_emb[i]), i) for i in range(item_emb.size(0))
-               if i not in banned.get(u, set())]
+        row = [
+            (float(user_emb[u] @ item_emb[i]), i)
+            for i in range(item_emb.size(0))
+            if i not in banned.get(u, set())
+        ]
         row.sort(key=lambda t: (-t[0], t[1]))
         row = row[:k] + [(math.nan, -1)] * (k - len(row[:k]))
         items.append([i for _, i in row])
@@ -47,15 +51,21 @@ def test_masking_matches_brute_force(seed):
     # Small integer embeddings: many tied scores.
     user_emb = torch.randint(-2, 3, (num_users, 3), generator=gen).float()
     item_emb = torch.randint(-2, 3, (num_items, 3), generator=gen).float()
-    exclude = torch.stack([torch.randint(num_users, (40,), generator=gen),
-                           torch.randint(num_items, (40,), generator=gen)])
-    exclude[:, :num_items] = torch.stack([torch.zeros(num_items, dtype=torch.long),
-                                          torch.arange(num_items)])  # user 0: all
+    exclude = torch.stack(
+        [
+            torch.randint(num_users, (40,), generator=gen),
+            torch.randint(num_items, (40,), generator=gen),
+        ]
+    )
+    exclude[:, :num_items] = torch.stack(
+        [torch.zeros(num_items, dtype=torch.long), torch.arange(num_items)]
+    )  # user 0: all
     users = torch.randint(num_users, (15,), generator=gen).tolist() + [0, 3, 3]
     model = Fixed(user_emb, item_emb)
     for k in (1, 4, num_items - 2, num_items, num_items + 3):
-        top, scores = model.recommend(None, torch.tensor(users), k, exclude_index=exclude,
-                                      return_scores=True)
+        top, scores = model.recommend(
+            None, torch.tensor(users), k, exclude_index=exclude, return_scores=True
+        )
         items, values = reference(user_emb, item_emb, users, k, exclude)
         assert top.tolist() == items
         assert torch.allclose(scores, torch.tensor(values), equal_nan=True)
@@ -105,9 +115,11 @@ def test_output_has_a_header_scores_and_original_ids(toy, tmp_path, h, capsys):
     root, data = toy
     folder = root / 'toy'
     (folder / 'u_id_mapping.csv').write_text(
-        'user_id\tuserID\n' + ''.join(f'U{u:03d}\t{u}\n' for u in range(120)))
+        'user_id\tuserID\n' + ''.join(f'U{u:03d}\t{u}\n' for u in range(120))
+    )
     (folder / 'i_id_mapping.csv').write_text(
-        'asin\titemID\n' + ''.join(f'B{i:04d}\t{i}\n' for i in range(60)))
+        'asin\titemID\n' + ''.join(f'B{i:04d}\t{i}\n' for i in range(60))
+    )
     out = tmp_path / 'run'
     assert h.train(root, out) == 0
     state = torch.load(out / 'best.pt', weights_only=True)['model']
@@ -116,29 +128,55 @@ def test_output_has_a_header_scores_and_original_ids(toy, tmp_path, h, capsys):
 
     assert main(['recommend', '--run', str(out), '--users', '4,2', '--k', '3']) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split('\t') == ['user', 'rank', 'item', 'score', 'original_user',
-                                    'original_item']
+    assert lines[0].split('\t') == [
+        'user',
+        'rank',
+        'item',
+        'score',
+        'original_user',
+        'original_item',
+    ]
     assert [line.split('\t')[:2] for line in lines[1:]] == [
-        ['4', '1'], ['4', '2'], ['4', '3'], ['2', '1'], ['2', '2'], ['2', '3']]
+        ['4', '1'],
+        ['4', '2'],
+        ['4', '3'],
+        ['2', '1'],
+        ['2', '2'],
+        ['2', '3'],
+    ]
     for line in lines[1:]:
         user, _, item, score, original_user, original_item = line.split('\t')
         assert float(score) == pytest.approx(float(scores[int(user), int(item)]), rel=1e-5)
         assert original_user == f'U{int(user):03d}' and original_item == f'B{int(item):04d}'
 
-    assert main(['recommend', '--run', str(out), '--users', '4', '--k', '3',
-                 '--format', 'json']) == 0
+    assert (
+        main(['recommend', '--run', str(out), '--users', '4', '--k', '3', '--format', 'json']) == 0
+    )
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry['user'] == 4 and entry['original_user'] == 'U004'
     assert [x['rank'] for x in entry['items']] == [1, 2, 3]
-    assert [x['item'] for x in entry['items']] == [int(line.split('\t')[2])
-                                                    for line in lines[1:4]]
-    assert all(x['original_item'] == f"B{x['item']:04d}" for x in entry['items'])
+    assert [x['item'] for x in entry['items']] == [int(line.split('\t')[2]) for line in lines[1:4]]
+    assert all(x['original_item'] == f'B{x["item"]:04d}' for x in entry['items'])
 
 
 def test_synthetic_run_has_no_original_ids(tmp_path, h, capsys):
     out = tmp_path / 'run'
-    assert main(['train', '--model', 'mf_bpr', '--dataset', 'synthetic', '--out', str(out),
-                 '--set', *h.FAST]) == 0
+    assert (
+        main(
+            [
+                'train',
+                '--model',
+                'mf_bpr',
+                '--dataset',
+                'synthetic',
+                '--out',
+                str(out),
+                '--set',
+                *h.FAST,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(['recommend', '--run', str(out), '--users', '1', '--k', '2']) == 0
     lines = capsys.readouterr().out.splitlines()

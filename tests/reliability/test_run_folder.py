@@ -1,4 +1,5 @@
 r"""Issue 14, case 3 (and issue 16's run folders): a run folder is one run."""
+
 import importlib.util
 import json
 import os
@@ -31,9 +32,8 @@ def test_failed_command_leaves_run_json_untouched(toy, tmp_path, capsys, h):
         assert (out / 'run.json').read_bytes() == before
     # So `evaluate` still scores the model on the data set it was trained on.
     assert main(['evaluate', '--run', str(out), '--split', 'test']) == 0
-    row = next(line for line in capsys.readouterr().out.splitlines()
-               if line.startswith('| test |'))
-    assert f"{metrics['test']['recall@20']:.4f}" in row
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('| test |'))
+    assert f'{metrics["test"]["recall@20"]:.4f}' in row
 
 
 def test_evaluate_refuses_a_changed_dataset(toy, tmp_path, capsys, h):
@@ -65,8 +65,9 @@ def test_evaluate_refuses_changed_features(toy, tmp_path, capsys, h):
     np.save(root / 'toy' / 'image_feat.npy', gen.standard_normal((60, 4)).astype('f4'))
     capsys.readouterr()
     assert main(['evaluate', '--run', str(out)]) == 2
-    h.one_line_error(capsys, 'not the one this run was trained on (it differs in the '
-                                    'values of item.x_image)')
+    h.one_line_error(
+        capsys, 'not the one this run was trained on (it differs in the values of item.x_image)'
+    )
 
 
 def test_resume_refuses_a_changed_model_option(toy, tmp_path, capsys, h):
@@ -74,8 +75,10 @@ def test_resume_refuses_a_changed_model_option(toy, tmp_path, capsys, h):
     out = tmp_path / 'run'
     assert h.train(root, out, model='lightgcn', sets=[*h.FAST, 'num_layers=2']) == 0
     capsys.readouterr()
-    assert h.train(root, out, '--resume', model='lightgcn',
-                   sets=[*h.FAST, 'num_layers=4', 'epochs=3']) == 2
+    assert (
+        h.train(root, out, '--resume', model='lightgcn', sets=[*h.FAST, 'num_layers=4', 'epochs=3'])
+        == 2
+    )
     h.one_line_error(capsys, '--resume refused', 'num_layers', '2 -> 4')
     assert h.read_json(out / 'metrics.json')['model_kwargs']['num_layers'] == 2
     # Other model, other data set content: refused too.
@@ -88,8 +91,15 @@ def test_resume_may_change_epochs_and_patience(toy, tmp_path, h):
     out, whole = tmp_path / 'run', tmp_path / 'whole'
     sets = ['progress=false', 'tensorboard=false', 'batch_size=256']
     assert h.train(root, out, sets=[*sets, 'epochs=2', 'patience=0']) == 0
-    assert h.train(root, out, '--resume', sets=[*sets, 'epochs=4', 'patience=5',
-                                                 'progress=true', 'tensorboard=true']) == 0
+    assert (
+        h.train(
+            root,
+            out,
+            '--resume',
+            sets=[*sets, 'epochs=4', 'patience=5', 'progress=true', 'tensorboard=true'],
+        )
+        == 0
+    )
     assert h.train(root, whole, sets=[*sets, 'epochs=4', 'patience=5']) == 0
     resumed, straight = h.read_json(out / 'metrics.json'), h.read_json(whole / 'metrics.json')
     assert resumed['epochs_run'] == straight['epochs_run']
@@ -118,12 +128,15 @@ sys.stdin.read()
 """
 
 
-def test_second_training_into_the_same_out_fails_naming_the_holder(toy, tmp_path,
-                                                                   capsys, h):
+def test_second_training_into_the_same_out_fails_naming_the_holder(toy, tmp_path, capsys, h):
     root, _ = toy
     out = tmp_path / 'run'
-    holder = subprocess.Popen([sys.executable, '-c', LOCKER, str(out)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, '-c', LOCKER, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == 'locked'
         assert h.train(root, out) == 2
@@ -133,8 +146,12 @@ def test_second_training_into_the_same_out_fails_naming_the_holder(toy, tmp_path
         holder.stdin.close()
         holder.wait(timeout=30)
     # A holder killed with -9 leaves its lock file; it does not block anyone.
-    holder = subprocess.Popen([sys.executable, '-c', LOCKER, str(out)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, '-c', LOCKER, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == 'locked'
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(timeout=30)
@@ -147,8 +164,12 @@ def test_orphan_temp_files_are_removed_at_start(toy, tmp_path, h):
     root, _ = toy
     out = tmp_path / 'run'
     assert h.train(root, out) == 0
-    orphans = [out / '.last.pt.k3j_x9q.tmp', out / '.best.pt.a1b2c3.tmp',
-               out / '.metrics.json.zz81.tmp', out / 'metrics.json.tmp']
+    orphans = [
+        out / '.last.pt.k3j_x9q.tmp',
+        out / '.best.pt.a1b2c3.tmp',
+        out / '.metrics.json.zz81.tmp',
+        out / 'metrics.json.tmp',
+    ]
     for path in orphans:
         path.write_bytes(b'partial')
     keep = out / 'notes.txt'
@@ -196,10 +217,31 @@ def test_evaluate_an_interrupted_run(toy, tmp_path, capsys, h):
 def test_evaluate_compare_and_example_run_folders(tmp_path, capsys, h):
     # Issue 16: any run folder with a checkpoint and its config.
     runs = tmp_path / 'runs'
-    assert main(['compare', '--dataset', 'synthetic', '--models', 'mf_bpr', '--seeds', '1',
-                 '--no-grid', '--max-epochs', '1', '--runs', str(runs),
-                 '--out', str(tmp_path / 'report'), '--no-plot',
-                 '--set', 'progress=false', 'tensorboard=false']) == 0
+    assert (
+        main(
+            [
+                'compare',
+                '--dataset',
+                'synthetic',
+                '--models',
+                'mf_bpr',
+                '--seeds',
+                '1',
+                '--no-grid',
+                '--max-epochs',
+                '1',
+                '--runs',
+                str(runs),
+                '--out',
+                str(tmp_path / 'report'),
+                '--no-plot',
+                '--set',
+                'progress=false',
+                'tensorboard=false',
+            ]
+        )
+        == 0
+    )
     run = runs / 'mf_bpr' / 'seed-999'
     expected = h.read_json(run / 'metrics.json')['test']['recall@20']
     (run / 'run.json').unlink(missing_ok=True)  # As compare wrote them before.
@@ -211,11 +253,24 @@ def test_evaluate_compare_and_example_run_folders(tmp_path, capsys, h):
     train_baby = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_baby)
     out = tmp_path / 'train_baby'
-    result = train_baby.main(['--synthetic', '--scale', '0.02', '--epochs', '1',
-                              '--model', 'mf_bpr', '--out', str(out), '--device', 'cpu'])
+    result = train_baby.main(
+        [
+            '--synthetic',
+            '--scale',
+            '0.02',
+            '--epochs',
+            '1',
+            '--model',
+            'mf_bpr',
+            '--out',
+            str(out),
+            '--device',
+            'cpu',
+        ]
+    )
     capsys.readouterr()
     assert main(['evaluate', '--run', str(out), '--split', 'test']) == 0
-    assert f"{result['test']['recall@20']:.4f}" in capsys.readouterr().out
+    assert f'{result["test"]["recall@20"]:.4f}' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('damage', ['truncate', 'garbage', 'empty'])
@@ -226,16 +281,18 @@ def test_damaged_checkpoints_give_one_line(toy, tmp_path, capsys, h, damage):
     for name in ('best.pt', 'last.pt'):
         path = out / name
         data = path.read_bytes()
-        path.write_bytes({'truncate': data[:len(data) // 2],
-                          'garbage': os.urandom(4096), 'empty': b''}[damage])
+        path.write_bytes(
+            {'truncate': data[: len(data) // 2], 'garbage': os.urandom(4096), 'empty': b''}[damage]
+        )
     capsys.readouterr()
     assert main(['evaluate', '--run', str(out)]) == 2
     h.one_line_error(capsys, str(out / 'best.pt'), 'not a readable checkpoint')
     assert main(['recommend', '--run', str(out), '--users', '1']) == 2
     h.one_line_error(capsys, 'not a readable checkpoint')
     assert h.train(root, out, '--resume', sets=[*h.FAST[1:], 'epochs=3']) == 2
-    h.one_line_error(capsys, str(out / 'last.pt'), 'not a readable checkpoint',
-                     'delete it to restart')
+    h.one_line_error(
+        capsys, str(out / 'last.pt'), 'not a readable checkpoint', 'delete it to restart'
+    )
 
 
 def test_out_pointing_at_a_file(toy, tmp_path, capsys, h):

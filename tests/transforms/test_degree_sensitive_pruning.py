@@ -1,5 +1,6 @@
 r"""Degree-sensitive pruning (FREEDOM) against probabilities derived here from the
 definition: draws without replacement, each proportional to 1 / sqrt(d_u d_i)."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,8 +19,7 @@ RATED_BY = ('item', 'rated_by', 'user')
 
 # User 0 is a hub (4 items), item 0 is popular (3 users); user 3 - item 3 is a
 # pair of leaves.
-EDGES = torch.tensor([[0, 0, 0, 0, 1, 2, 3],
-                      [0, 1, 2, 4, 0, 0, 3]])
+EDGES = torch.tensor([[0, 0, 0, 0, 1, 2, 3], [0, 1, 2, 4, 0, 0, 3]])
 
 
 def weights(edge_index: torch.Tensor) -> list[float]:
@@ -78,12 +78,14 @@ def test_keep_count_order_and_reproducibility():
     edge_index = torch.randint(0, 50, (2, 1000), generator=g)
     for p in (0.0, 0.1, 0.8, 0.9):
         kept, mask = degree_sensitive_pruning(
-            edge_index, p, generator=torch.Generator().manual_seed(1))
+            edge_index, p, generator=torch.Generator().manual_seed(1)
+        )
         # MMRec's count, int(E * (1 - p)) in floating point.
         assert kept.size(1) == int(1000 * (1 - p)) == int(mask.sum())
         assert torch.equal(kept, edge_index[:, mask])  # original order
         again, _ = degree_sensitive_pruning(
-            edge_index, p, generator=torch.Generator().manual_seed(1))
+            edge_index, p, generator=torch.Generator().manual_seed(1)
+        )
         assert torch.equal(kept, again)
     kept, mask = degree_sensitive_pruning(edge_index, 0.9, training=False)
     assert torch.equal(kept, edge_index) and bool(mask.all())
@@ -121,16 +123,17 @@ def make_data(num_users=40, num_items=30, num_edges=400) -> HeteroData:
 
 def test_transform_keeps_the_reverse_in_sync():
     data = make_data()
-    out = T.Compose([DegreeSensitivePruning(0.8, generator=torch.Generator().manual_seed(0)),
-                     MaskFeatures(0.0)])(data)
+    out = T.Compose(
+        [DegreeSensitivePruning(0.8, generator=torch.Generator().manual_seed(0)), MaskFeatures(0.0)]
+    )(data)
     fwd, rev = out[RATES], out[RATED_BY]
     # int(400 * (1 - 0.8)) = 79 in floating point, as MMRec computes it.
     assert fwd.edge_index.size(1) == rev.edge_index.size(1) == int(400 * (1 - 0.8))
-    assert (set(map(tuple, fwd.edge_index.t().tolist()))
-            == set(map(tuple, rev.edge_index.flip(0).t().tolist())))
+    assert set(map(tuple, fwd.edge_index.t().tolist())) == set(
+        map(tuple, rev.edge_index.flip(0).t().tolist())
+    )
     assert torch.equal(fwd.edge_weight, (fwd.edge_index[0] * 30 + fwd.edge_index[1]).float())
-    assert torch.equal(rev.edge_weight,
-                       (rev.edge_index[1] * 30 + rev.edge_index[0]).float() + 0.5)
+    assert torch.equal(rev.edge_weight, (rev.edge_index[1] * 30 + rev.edge_index[0]).float() + 0.5)
     # Labels and the input stay untouched.
     assert fwd.valid_label_index.size(1) == 400
     assert data[RATES].edge_index.size(1) == 400
@@ -145,8 +148,9 @@ def test_transform_equals_functional_and_prefers_low_degree_edges():
     kept_high = kept_low = 0.0
     for seed in range(20):
         out = DegreeSensitivePruning(0.8, generator=torch.Generator().manual_seed(seed))(data)
-        _, mask = degree_sensitive_pruning(edge_index, 0.8, 60, 40,
-                                           generator=torch.Generator().manual_seed(seed))
+        _, mask = degree_sensitive_pruning(
+            edge_index, 0.8, 60, 40, generator=torch.Generator().manual_seed(seed)
+        )
         assert torch.equal(out[RATES].edge_index, edge_index[:, mask])
         kept_high += float(mask[high].float().mean())
         kept_low += float(mask[~high].float().mean())

@@ -27,8 +27,7 @@ def make_data(num_edges: int = 5000, reverse_order=None) -> HeteroData:
     data[RATES].edge_weight = keys.float()  # Identifies its pair.
     data[RATES].edge_attr = torch.stack([keys, -keys], dim=1)
     data[RATES].valid_label_index = edge_index[:, :num_edges]  # Same size.
-    order = (torch.arange(num_edges) if reverse_order is None
-             else reverse_order)
+    order = torch.arange(num_edges) if reverse_order is None else reverse_order
     data[RATED_BY].edge_index = edge_index.flip(0)[:, order]
     data[RATED_BY].edge_weight = keys.float()[order] + 0.5
     return data
@@ -67,8 +66,9 @@ def test_drop_interactions_in_sync_and_fraction():
 
 def test_drop_interactions_does_not_mutate_input():
     data = make_data()
-    before = {key: value.clone() for key, value in data[RATES].items()
-              if isinstance(value, torch.Tensor)}
+    before = {
+        key: value.clone() for key, value in data[RATES].items() if isinstance(value, torch.Tensor)
+    }
     before_rev = data[RATED_BY].edge_index.clone()
     torch.manual_seed(0)
     transform = DropInteractions(0.5)
@@ -133,10 +133,10 @@ def test_drop_interactions_custom_edge_types():
     data['u', 'clicks', 'i'].edge_index = edge_index
     data['i', 'clicked_by', 'u'].edge_index = edge_index.flip(0)
     torch.manual_seed(0)
-    out = DropInteractions(0.5, ('u', 'clicks', 'i'),
-                           ('i', 'clicked_by', 'u'))(data)
+    out = DropInteractions(0.5, ('u', 'clicks', 'i'), ('i', 'clicked_by', 'u'))(data)
     assert pairs(out['u', 'clicks', 'i'].edge_index) == pairs(
-        out['i', 'clicked_by', 'u'].edge_index.flip(0))
+        out['i', 'clicked_by', 'u'].edge_index.flip(0)
+    )
 
 
 def test_drop_interactions_errors():
@@ -164,7 +164,8 @@ def test_drop_interactions_errors():
 def test_drop_interactions_repr():
     assert repr(DropInteractions(0.2)) == (
         "DropInteractions(p=0.2, edge_type=('user', 'rates', 'item'), "
-        "rev_edge_type=('item', 'rated_by', 'user'))")
+        "rev_edge_type=('item', 'rated_by', 'user'))"
+    )
 
 
 def test_compose_with_mask_features_on_planted_data():
@@ -201,7 +202,7 @@ def test_drop_interactions_leaves_label_pairs_alone():
     data[RATED_BY].edge_index = torch.tensor([[0, 1], [0, 1]])
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
-        torch.manual_seed(int(torch.randint(0, 2**31, (1, ), generator=g)))
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
         out = DropInteractions(0.5)(data)
         assert out[RATES].valid_label_index is data[RATES].valid_label_index
         kept = out[RATES].edge_index[0]

@@ -30,10 +30,8 @@ def test_mask_features_all_modalities():
         torch.testing.assert_close(masked[~zeros], x[~zeros] / 0.6)
         assert (x >= 1.0).all()  # The input is not modified.
     # The two modalities get independent masks.
-    assert not torch.equal(out['item'].x_image[:, :32] == 0,
-                           out['item'].x_text == 0)
-    assert out['user', 'rates', 'item'].edge_index is data[
-        'user', 'rates', 'item'].edge_index
+    assert not torch.equal(out['item'].x_image[:, :32] == 0, out['item'].x_text == 0)
+    assert out['user', 'rates', 'item'].edge_index is data['user', 'rates', 'item'].edge_index
 
 
 def test_mask_features_subset_and_direct_forward():
@@ -71,5 +69,4 @@ def test_mask_features_errors_and_repr():
     with pytest.raises(TypeError, match='HeteroData'):
         MaskFeatures(0.5)(torch.ones(3))
     assert repr(MaskFeatures(0.5)) == 'MaskFeatures(p=0.5, modalities=None)'
-    assert repr(MaskFeatures(0.5, ['text'])) == (
-        "MaskFeatures(p=0.5, modalities=['text'])")
+    assert repr(MaskFeatures(0.5, ['text'])) == ("MaskFeatures(p=0.5, modalities=['text'])")

@@ -24,21 +24,19 @@ def dense_knn_graph(x: np.ndarray, k: int) -> np.ndarray:
     sim = x @ x.T
     adj = np.zeros_like(sim)
     np.put_along_axis(adj, np.argsort(-sim, axis=1)[:, :k], 1.0, axis=1)
-    d_inv_sqrt = adj.sum(axis=1)**-0.5
+    d_inv_sqrt = adj.sum(axis=1) ** -0.5
     return d_inv_sqrt[:, None] * adj * d_inv_sqrt[None, :]
 
 
 def dense_from_store(store, num_items: int) -> np.ndarray:
-    adj = to_dense_adj(store.edge_index, edge_attr=store.edge_weight,
-                       max_num_nodes=num_items)[0]
+    adj = to_dense_adj(store.edge_index, edge_attr=store.edge_weight, max_num_nodes=num_items)[0]
     return adj.t().double().numpy()  # S[i, j]: weight of the edge j -> i.
 
 
 def no_near_ties(x: np.ndarray, k: int) -> bool:
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     sim = np.sort(xn @ xn.T, axis=1)[:, ::-1]
-    return bool((sim[:, 0] - sim[:, 1]).min() > 1e-3
-                and (sim[:, k - 1] - sim[:, k]).min() > 1e-4)
+    return bool((sim[:, 0] - sim[:, 1]).min() > 1e-3 and (sim[:, k - 1] - sim[:, k]).min() > 1e-4)
 
 
 def make_data(k: int = 4, seed: int = 0) -> HeteroData:
@@ -65,18 +63,17 @@ def test_modality_knn_graph_all_modalities():
     for name in ['image', 'text']:
         store = out['item', f'similar_{name}', 'item']
         assert store.edge_index.shape == (2, NUM_ITEMS * 4)
-        assert torch.equal(store.edge_weight, torch.full((NUM_ITEMS * 4, ), 0.25))
+        assert torch.equal(store.edge_weight, torch.full((NUM_ITEMS * 4,), 0.25))
         expected = dense_knn_graph(data['item'][f'x_{name}'].double().numpy(), 4)
-        np.testing.assert_allclose(dense_from_store(store, NUM_ITEMS), expected,
-                                   atol=1e-6)
+        np.testing.assert_allclose(dense_from_store(store, NUM_ITEMS), expected, atol=1e-6)
         # Self-loops, first for every item:
-        assert torch.equal(store.edge_index.view(2, NUM_ITEMS, 4)[0, :, 0],
-                           torch.arange(NUM_ITEMS))
+        assert torch.equal(store.edge_index.view(2, NUM_ITEMS, 4)[0, :, 0], torch.arange(NUM_ITEMS))
 
     # The input is not modified; other attributes are kept.
     assert ('item', 'similar_text', 'item') not in data.edge_types
-    assert torch.equal(out['user', 'rates', 'item'].edge_index,
-                       data['user', 'rates', 'item'].edge_index)
+    assert torch.equal(
+        out['user', 'rates', 'item'].edge_index, data['user', 'rates', 'item'].edge_index
+    )
 
 
 def test_modality_knn_graph_selected_and_missing_modalities():
@@ -111,8 +108,7 @@ def test_modality_knn_graph_ivf():
     expected = ModalityKNNGraph(k=4)(data)
     for name in ['image', 'text']:
         edge_type = ('item', f'similar_{name}', 'item')
-        assert torch.equal(out[edge_type].edge_index,
-                           expected[edge_type].edge_index)
+        assert torch.equal(out[edge_type].edge_index, expected[edge_type].edge_index)
 
 
 def test_modality_knn_graph_cache(tmp_path, caplog, monkeypatch):
@@ -161,8 +157,7 @@ def test_modality_knn_graph_cache_key(tmp_path):
 
     changed = x.clone()
     changed[0, 0] += 1e-3
-    assert ModalityKNNGraph(k=4, cache_dir=tmp_path).cache_path(
-        'text', changed) != base
+    assert ModalityKNNGraph(k=4, cache_dir=tmp_path).cache_path('text', changed) != base
     assert ModalityKNNGraph(k=4).cache_path('text', x) is None
 
 
@@ -175,25 +170,28 @@ def test_modality_knn_graph_rebuilds_invalid_cache(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger=module.__name__):
         out = transform(data)
     assert any('Ignoring invalid' in r.getMessage() for r in caplog.records)
-    assert out['item', 'similar_text', 'item'].edge_index.shape == (
-        2, NUM_ITEMS * 4)
+    assert out['item', 'similar_text', 'item'].edge_index.shape == (2, NUM_ITEMS * 4)
     loaded = torch.load(path, weights_only=True)  # Rewritten.
-    assert torch.equal(loaded['edge_index'],
-                       out['item', 'similar_text', 'item'].edge_index)
+    assert torch.equal(loaded['edge_index'], out['item', 'similar_text', 'item'].edge_index)
 
 
 def test_modality_knn_graph_repr_and_compose(tmp_path):
-    transform = ModalityKNNGraph(k=4, modalities=['image'], method='ivf',
-                                 nprobe=8, cache_dir=tmp_path)
+    transform = ModalityKNNGraph(
+        k=4, modalities=['image'], method='ivf', nprobe=8, cache_dir=tmp_path
+    )
     assert repr(transform) == (
         f"ModalityKNNGraph(k=4, modalities=['image'], method='ivf', "
-        f"nlist=None, nprobe=8, train_size=None, cache_dir={str(tmp_path)!r})")
+        f'nlist=None, nprobe=8, train_size=None, cache_dir={str(tmp_path)!r})'
+    )
     assert repr(ModalityKNNGraph()) == (
         "ModalityKNNGraph(k=10, modalities=None, method='exact', nlist=None, "
-        "nprobe=16, train_size=None, cache_dir=None)")
+        'nprobe=16, train_size=None, cache_dir=None)'
+    )
 
     data = make_data(k=4)
-    out = T.Compose([ModalityKNNGraph(k=4),
-                     FuseItemGraphs({'image': 0.5, 'text': 0.5})])(data)
-    assert {('item', 'similar_image', 'item'), ('item', 'similar_text', 'item'),
-            ('item', 'similar', 'item')} <= set(out.edge_types)
+    out = T.Compose([ModalityKNNGraph(k=4), FuseItemGraphs({'image': 0.5, 'text': 0.5})])(data)
+    assert {
+        ('item', 'similar_image', 'item'),
+        ('item', 'similar_text', 'item'),
+        ('item', 'similar', 'item'),
+    } <= set(out.edge_types)

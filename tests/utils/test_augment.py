@@ -11,17 +11,22 @@ from pyg_mentor.utils.augment import drop_interactions, embedding_noise, mask_fe
 
 def random_pairs(num_edges: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randint(0, 500, (num_edges, ), generator=g),
-                        torch.randint(0, 300, (num_edges, ), generator=g)])
+    return torch.stack(
+        [
+            torch.randint(0, 500, (num_edges,), generator=g),
+            torch.randint(0, 300, (num_edges,), generator=g),
+        ]
+    )
 
 
 # drop_interactions ###########################################################
+
 
 def test_drop_interactions_kept_fraction_and_mask():
     edge_index = random_pairs(20000)
     g = torch.Generator().manual_seed(1)
     kept, mask = drop_interactions(edge_index, 0.3, generator=g)
-    assert mask.dtype == torch.bool and mask.shape == (20000, )
+    assert mask.dtype == torch.bool and mask.shape == (20000,)
     assert torch.equal(kept, edge_index[:, mask])  # Order preserved.
     # Binomial(20000, 0.7): std ~ 0.0032 of the fraction; allow 5 sigma.
     assert abs(mask.float().mean().item() - 0.7) < 0.017
@@ -29,16 +34,13 @@ def test_drop_interactions_kept_fraction_and_mask():
 
 def test_drop_interactions_generator_reproducible_and_independent():
     edge_index = random_pairs(1000)
-    kept1, mask1 = drop_interactions(
-        edge_index, 0.5, generator=torch.Generator().manual_seed(7))
-    kept2, mask2 = drop_interactions(
-        edge_index, 0.5, generator=torch.Generator().manual_seed(7))
+    kept1, mask1 = drop_interactions(edge_index, 0.5, generator=torch.Generator().manual_seed(7))
+    kept2, mask2 = drop_interactions(edge_index, 0.5, generator=torch.Generator().manual_seed(7))
     assert torch.equal(mask1, mask2) and torch.equal(kept1, kept2)
     # Same semantics as dropout_edge: keep iff a U[0, 1) draw is >= p.
     expected = torch.rand(1000, generator=torch.Generator().manual_seed(7)) >= 0.5
     assert torch.equal(mask1, expected)
-    _, mask3 = drop_interactions(
-        edge_index, 0.5, generator=torch.Generator().manual_seed(8))
+    _, mask3 = drop_interactions(edge_index, 0.5, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(mask1, mask3)
 
 
@@ -58,14 +60,13 @@ def test_drop_interactions_keeps_everything(kwargs):
     g = torch.Generator().manual_seed(0)
     kept, mask = drop_interactions(edge_index, generator=g, **kwargs)
     assert torch.equal(kept, edge_index)
-    assert mask.all() and mask.shape == (100, )
+    assert mask.all() and mask.shape == (100,)
 
 
 def test_drop_interactions_empty():
     edge_index = torch.empty(2, 0, dtype=torch.long)
-    kept, mask = drop_interactions(edge_index, 0.5,
-                                   generator=torch.Generator().manual_seed(0))
-    assert kept.shape == (2, 0) and mask.shape == (0, )
+    kept, mask = drop_interactions(edge_index, 0.5, generator=torch.Generator().manual_seed(0))
+    assert kept.shape == (2, 0) and mask.shape == (0,)
 
 
 @pytest.mark.parametrize('p', [-0.1, 1.0, 1.5, math.nan])
@@ -82,6 +83,7 @@ def test_drop_interactions_bad_types():
 
 
 # mask_features ###############################################################
+
 
 def test_mask_features_fraction_and_scale():
     torch.manual_seed(0)
@@ -114,13 +116,14 @@ def test_mask_features_bad_p(p):
 
 # embedding_noise #############################################################
 
+
 def test_embedding_noise_norm_and_sign():
     torch.manual_seed(0)
     h = torch.randn(50, 16)
     out = embedding_noise(h, 0.1)
     delta = out - h
     # Row L2 norm exactly eps (h has no zeros), direction in h's orthant.
-    torch.testing.assert_close(delta.norm(dim=-1), torch.full((50, ), 0.1))
+    torch.testing.assert_close(delta.norm(dim=-1), torch.full((50,), 0.1))
     assert (torch.sign(delta) == torch.sign(h)).all()
     assert delta.abs().max() <= 0.1 + 1e-6
 

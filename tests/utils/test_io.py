@@ -105,8 +105,12 @@ class _Payload:
 
 
 def test_safe_torch_load_reads_checkpoints_with_numpy_random_state(tmp_path):
-    state = {'w': torch.ones(2), 'numpy_rng': np.random.get_state(),
-             'python_rng': random.getstate(), 'meta': {'k': [1, 2.5, 'x', None, (3,)]}}
+    state = {
+        'w': torch.ones(2),
+        'numpy_rng': np.random.get_state(),
+        'python_rng': random.getstate(),
+        'meta': {'k': [1, 2.5, 'x', None, (3,)]},
+    }
     torch.save(state, tmp_path / 'a.pt')
     got = safe_torch_load(tmp_path / 'a.pt')
     assert torch.equal(got['w'], state['w']) and got['meta'] == state['meta']
@@ -118,8 +122,9 @@ def test_safe_torch_load_reads_checkpoints_with_numpy_random_state(tmp_path):
 def test_safe_torch_load_never_runs_code(tmp_path):
     marker = tmp_path / 'pwned'
     torch.save({'x': _Payload(marker)}, tmp_path / 'zip.pt')
-    with pytest.raises(UnsafeFileError, match='refused to load this checkpoint: it '
-                                              'references .*check_call'):
+    with pytest.raises(
+        UnsafeFileError, match='refused to load this checkpoint: it references .*check_call'
+    ):
         safe_torch_load(tmp_path / 'zip.pt', what='checkpoint')
     (tmp_path / 'raw.pt').write_bytes(pickle.dumps(_Payload(marker)))
     with pytest.raises(CorruptFileError, match='not a file written by torch.save'):
@@ -127,11 +132,14 @@ def test_safe_torch_load_never_runs_code(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize('content, message', [
-    (b'', 'the file is empty'),
-    (b'hello', 'not a file written by torch.save'),
-    (None, 'truncated or damaged'),
-])
+@pytest.mark.parametrize(
+    'content, message',
+    [
+        (b'', 'the file is empty'),
+        (b'hello', 'not a file written by torch.save'),
+        (None, 'truncated or damaged'),
+    ],
+)
 def test_safe_torch_load_damaged(tmp_path, content, message):
     path = tmp_path / 'x.pt'
     torch.save({'w': torch.ones(100)}, path)
@@ -153,8 +161,9 @@ def test_file_digest(tmp_path):
     a, b = tmp_path / 'a.inter', tmp_path / 'b.npy'
     a.write_bytes(b'abc')
     b.write_bytes(b'1234')
-    expected = hashlib.sha256(b'file_digest:v1;' + b'a.inter|3;' + b'abc' + b'b.npy|4;'
-                              + b'1234').hexdigest()
+    expected = hashlib.sha256(
+        b'file_digest:v1;' + b'a.inter|3;' + b'abc' + b'b.npy|4;' + b'1234'
+    ).hexdigest()
     assert file_digest([a, b]) == expected
     stat = a.stat()
     a.write_bytes(b'abd')  # Same size, same mtime: another digest.
@@ -163,8 +172,10 @@ def test_file_digest(tmp_path):
 
 
 def test_hetero_digest():
-    a, b = make_planted(num_users=50, num_items=30, seed=0), make_planted(
-        num_users=50, num_items=30, seed=0)
+    a, b = (
+        make_planted(num_users=50, num_items=30, seed=0),
+        make_planted(num_users=50, num_items=30, seed=0),
+    )
     assert hetero_digest(a) == hetero_digest(b)
     b['user', 'rates', 'item'].test_label_index[1, 0] += 1
     assert hetero_digest(a) != hetero_digest(b)

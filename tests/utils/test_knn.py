@@ -20,15 +20,15 @@ def dense_knn_graph(x: np.ndarray, k: int) -> np.ndarray:
     topk = np.argsort(-sim, axis=1, kind='stable')[:, :k]
     adj = np.zeros_like(sim)
     np.put_along_axis(adj, topk, 1.0, axis=1)
-    d_inv_sqrt = adj.sum(axis=1)**-0.5
+    d_inv_sqrt = adj.sum(axis=1) ** -0.5
     return d_inv_sqrt[:, None] * adj * d_inv_sqrt[None, :]
 
 
-def dense_from_edges(edge_index: torch.Tensor, edge_weight: torch.Tensor,
-                     num_items: int) -> torch.Tensor:
+def dense_from_edges(
+    edge_index: torch.Tensor, edge_weight: torch.Tensor, num_items: int
+) -> torch.Tensor:
     r"""S[i, j] = weight of the edge j -> i (edge_index[0] = j, [1] = i)."""
-    adj = to_dense_adj(edge_index, edge_attr=edge_weight,
-                       max_num_nodes=num_items)[0]
+    adj = to_dense_adj(edge_index, edge_attr=edge_weight, max_num_nodes=num_items)[0]
     return adj.t()
 
 
@@ -42,8 +42,7 @@ def random_features(num_items: int, dim: int, k: int, seed: int) -> np.ndarray:
         xn = x / np.linalg.norm(x, axis=1, keepdims=True)
         sim = np.sort(xn @ xn.T, axis=1)[:, ::-1]
         gaps = sim[:, :-1] - sim[:, 1:]  # gaps[:, 0]: self vs nearest other.
-        if gaps[:, 0].min() > 1e-3 and (k == num_items
-                                        or gaps[:, k - 1].min() > 1e-4):
+        if gaps[:, 0].min() > 1e-3 and (k == num_items or gaps[:, k - 1].min() > 1e-4):
             return x
     raise AssertionError('no draw without near-ties')
 
@@ -57,15 +56,14 @@ def test_knn_item_graph_matches_dense(method, k):
 
     if method == 'ivf':  # 3 lists, all probed: the exact top-k.
         with pytest.warns(UserWarning, match='fewer than 39'):
-            edge_index, edge_weight = knn_item_graph(x, k, method='ivf',
-                                                     nlist=3, nprobe=3)
+            edge_index, edge_weight = knn_item_graph(x, k, method='ivf', nlist=3, nprobe=3)
     else:
         edge_index, edge_weight = knn_item_graph(x, k)
 
     assert edge_index.dtype == torch.long and edge_index.device.type == 'cpu'
     assert edge_weight.dtype == torch.float32
     assert edge_index.shape == (2, num_items * k)
-    assert edge_weight.shape == (num_items * k, )
+    assert edge_weight.shape == (num_items * k,)
 
     expected = dense_knn_graph(x_np, k)
     actual = dense_from_edges(edge_index, edge_weight, num_items)
@@ -75,7 +73,7 @@ def test_knn_item_graph_matches_dense(method, k):
 def test_knn_item_graph_weights_are_one_over_k():
     x = torch.from_numpy(random_features(25, 6, 7, seed=1)).float()
     _, edge_weight = knn_item_graph(x, 7)
-    assert torch.equal(edge_weight, torch.full((25 * 7, ), 1.0 / 7))
+    assert torch.equal(edge_weight, torch.full((25 * 7,), 1.0 / 7))
 
 
 def test_knn_item_graph_self_loop_first_and_sorted():
@@ -124,10 +122,10 @@ def test_knn_item_graph_invariances():
     scale = torch.rand(num_items, 1, generator=torch.Generator().manual_seed(1))
     threads = faiss.omp_get_max_threads()
     for out in [
-            knn_item_graph(x, k),
-            knn_item_graph(x * (scale + 0.5), k),
-            knn_item_graph(x.float(), k, batch_size=4),
-            knn_item_graph(x.float(), k, num_threads=1),
+        knn_item_graph(x, k),
+        knn_item_graph(x * (scale + 0.5), k),
+        knn_item_graph(x.float(), k, batch_size=4),
+        knn_item_graph(x.float(), k, num_threads=1),
     ]:
         assert torch.equal(out[0], edge_index)
         assert torch.equal(out[1], edge_weight)
@@ -135,13 +133,15 @@ def test_knn_item_graph_invariances():
 
 
 def test_knn_item_graph_duplicates_and_zero_rows():
-    x = torch.tensor([
-        [1.0, 2.0, 3.0],
-        [1.0, 2.0, 3.0],
-        [1.0, 2.0, 3.0],
-        [0.0, 0.0, 0.0],
-        [-3.0, 1.0, 0.0],
-    ])
+    x = torch.tensor(
+        [
+            [1.0, 2.0, 3.0],
+            [1.0, 2.0, 3.0],
+            [1.0, 2.0, 3.0],
+            [0.0, 0.0, 0.0],
+            [-3.0, 1.0, 0.0],
+        ]
+    )
     edge_index, edge_weight = knn_item_graph(x, 2)
     src, dst = edge_index.view(2, 5, 2)
     # Ties with duplicates are broken in favour of the item itself; the zero
@@ -150,7 +150,7 @@ def test_knn_item_graph_duplicates_and_zero_rows():
     assert src[0, 1] in (1, 2) and src[1, 1] in (0, 2) and src[2, 1] in (0, 1)
     assert (src[:, 0] != src[:, 1]).all()
     assert torch.isfinite(edge_weight).all()
-    assert torch.equal(edge_weight, torch.full((10, ), 0.5))
+    assert torch.equal(edge_weight, torch.full((10,), 0.5))
 
     edge_index, _ = knn_item_graph(x, 1)
     assert torch.equal(edge_index, torch.arange(5).repeat(2, 1))
@@ -171,12 +171,10 @@ def test_knn_item_graph_ivf_recall():
 
     exact_nbrs = exact[0].view(num_items, k).tolist()
     approx_nbrs = approx[0].view(num_items, k).tolist()
-    hits = sum(len(set(a) & set(b)) for a, b in zip(exact_nbrs, approx_nbrs,
-                                                  strict=True))
+    hits = sum(len(set(a) & set(b)) for a, b in zip(exact_nbrs, approx_nbrs, strict=True))
     assert hits / (num_items * k) >= 0.9
     assert torch.equal(approx[1], exact[1])  # Still sorted by target.
-    assert torch.equal(approx[0].view(num_items, k)[:, 0],
-                       torch.arange(num_items))  # Self-loops.
+    assert torch.equal(approx[0].view(num_items, k)[:, 0], torch.arange(num_items))  # Self-loops.
 
 
 def test_knn_item_graph_ivf_train_size():
@@ -262,8 +260,8 @@ def test_fuse_item_graphs_matches_dense():
     g3 = (torch.tensor([[0], [1]]), torch.tensor([5.0]))  # Not weighted.
 
     edge_index, edge_weight = fuse_item_graphs(
-        {'image': g1, 'text': g2, 'other': g3}, {'image': 0.1, 'text': 0.9},
-        num_items)
+        {'image': g1, 'text': g2, 'other': g3}, {'image': 0.1, 'text': 0.9}, num_items
+    )
 
     expected = 0.1 * dense_knn_graph(x1, 3) + 0.9 * dense_knn_graph(x2, 4)
     actual = dense_from_edges(edge_index, edge_weight, num_items)
@@ -275,8 +273,7 @@ def test_fuse_item_graphs_matches_dense():
     assert (key[1:] > key[:-1]).all()
     # Self-loops are in both graphs: 0.1 / 3 + 0.9 / 4.
     self_loops = edge_index[0] == edge_index[1]
-    torch.testing.assert_close(edge_weight[self_loops],
-                               torch.full((num_items, ), 0.1 / 3 + 0.9 / 4))
+    torch.testing.assert_close(edge_weight[self_loops], torch.full((num_items,), 0.1 / 3 + 0.9 / 4))
 
 
 def test_fuse_item_graphs_bad_inputs():
@@ -291,4 +288,3 @@ def test_fuse_item_graphs_bad_inputs():
         fuse_item_graphs({'image': g}, {'image': float('nan')}, 2)
     with pytest.raises(ValueError, match="'edge_weight' of graph 'image'"):
         fuse_item_graphs({'image': (g[0], torch.ones(3))}, {'image': 1.0}, 2)
-

@@ -6,8 +6,7 @@ from pyg_mentor.utils.sampling import NegativeSampler, train_batches
 
 def make_edges():
     # 3 users, 6 items; item 5 appears only in valid/test (not in train).
-    return torch.tensor([[0, 0, 0, 1, 1, 2],
-                         [0, 1, 2, 2, 3, 4]])
+    return torch.tensor([[0, 0, 0, 1, 1, 2], [0, 1, 2, 2, 3, 4]])
 
 
 def test_negatives_are_train_items_outside_the_users_history():
@@ -42,10 +41,8 @@ def test_train_batches_cover_every_interaction_once_per_epoch():
     batches = list(train_batches(edge_index, sampler, batch_size=4, generator=gen))
     assert [b.size(1) for b in batches] == [4, 4, 2]
     pairs = torch.cat(batches, dim=1)[:2]
-    assert sorted(map(tuple, pairs.t().tolist())) == sorted(
-        map(tuple, edge_index.t().tolist()))
-    assert not sampler.is_positive(torch.cat(batches, 1)[0],
-                                   torch.cat(batches, 1)[2]).any()
+    assert sorted(map(tuple, pairs.t().tolist())) == sorted(map(tuple, edge_index.t().tolist()))
+    assert not sampler.is_positive(torch.cat(batches, 1)[0], torch.cat(batches, 1)[2]).any()
     # Same generator state -> same epoch; another epoch -> another order.
     again = list(train_batches(edge_index, sampler, 4, torch.Generator().manual_seed(1)))
     assert all(torch.equal(a, b) for a, b in zip(batches, again))

@@ -144,18 +144,30 @@ class BipartiteLightConv(MessagePassing):
         self._cached_key = None
 
     @staticmethod
-    def _graph_key(edge_index: Tensor, edge_weight: OptTensor,
-                   size: tuple[int, int], x: Tensor) -> tuple:
+    def _graph_key(
+        edge_index: Tensor, edge_weight: OptTensor, size: tuple[int, int], x: Tensor
+    ) -> tuple:
         # The tensors themselves (held, so their memory cannot be reused by
         # another graph) and their in-place version counters.
-        return (edge_index, edge_index._version, edge_weight,
-                None if edge_weight is None else edge_weight._version,
-                size, x.dtype, x.device)
+        return (
+            edge_index,
+            edge_index._version,
+            edge_weight,
+            None if edge_weight is None else edge_weight._version,
+            size,
+            x.dtype,
+            x.device,
+        )
 
     def _cache_hit(self, key: tuple) -> bool:
         old = self._cached_key
-        return (old is not None and old[0] is key[0] and old[2] is key[2]
-                and old[1:2] == key[1:2] and old[3:] == key[3:])
+        return (
+            old is not None
+            and old[0] is key[0]
+            and old[2] is key[2]
+            and old[1:2] == key[1:2]
+            and old[3:] == key[3:]
+        )
 
     def forward(
         self,
@@ -206,8 +218,9 @@ class BipartiteLightConv(MessagePassing):
         edge_weight = self._edge_weight(edge_index, edge_weight, size, x)
         return to_fused_adj(edge_index, edge_weight, size[0], size[1])
 
-    def _edge_weight(self, edge_index: Tensor, edge_weight: OptTensor,
-                     size: tuple[int, int], x: Tensor) -> OptTensor:
+    def _edge_weight(
+        self, edge_index: Tensor, edge_weight: OptTensor, size: tuple[int, int], x: Tensor
+    ) -> OptTensor:
         # The given weights (in the dtype of x), times the normalisation.
         if edge_weight is not None:
             edge_weight = edge_weight.to(x.dtype)
@@ -231,7 +244,4 @@ class BipartiteLightConv(MessagePassing):
         return spmm(edge_index, x[0], reduce=self.aggr)
 
     def __repr__(self) -> str:
-        return (
-            f'{self.__class__.__name__}(normalize={self.normalize}, '
-            f'cached={self.cached})'
-        )
+        return f'{self.__class__.__name__}(normalize={self.normalize}, cached={self.cached})'

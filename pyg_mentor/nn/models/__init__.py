@@ -1,4 +1,5 @@
 """Recommenders; importing this package registers them for the trainer and CLI."""
+
 from pyg_mentor.nn.models.base import (
     MODELS,
     Recommender,

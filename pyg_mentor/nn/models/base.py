@@ -1,5 +1,6 @@
 r"""The small interface every recommender of the package implements, and the
 model registry the trainer and the CLI use."""
+
 from __future__ import annotations
 
 import inspect
@@ -100,8 +101,9 @@ class Recommender(torch.nn.Module):
         :obj:`data`; :obj:`'loss'` is their sum."""
         raise NotImplementedError
 
-    def configure_optimizers(self, lr: float,
-                             weight_decay: float = 0.0) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(
+        self, lr: float, weight_decay: float = 0.0
+    ) -> list[torch.optim.Optimizer]:
         r"""The optimisers of the model, owned (stepped, checkpointed) by the
         trainer; the first one optimises the recommendation loss. By default
         one :class:`torch.optim.Adam` over :meth:`parameters`.
@@ -113,8 +115,9 @@ class Recommender(torch.nn.Module):
         """
         return [torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)]
 
-    def train_step(self, data: HeteroData, batch: Tensor,
-                   optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, Tensor]:
+    def train_step(
+        self, data: HeteroData, batch: Tensor, optimizers: Sequence[torch.optim.Optimizer]
+    ) -> dict[str, Tensor]:
         r"""One optimisation step on a batch; the trainer calls it once per
         batch and stops on a non-finite :obj:`'loss'` entry.
 
@@ -147,11 +150,12 @@ class Recommender(torch.nn.Module):
         before training with ``sampler='neighbor'``. By default it refuses
         unless :attr:`supports_sampling`."""
         if not self.supports_sampling:
-            raise ValueError(f"{type(self).__name__} does not support sampled "
-                             "training (sampler='neighbor'); train it full-graph")
+            raise ValueError(
+                f'{type(self).__name__} does not support sampled '
+                "training (sampler='neighbor'); train it full-graph"
+            )
 
-    def sampled_neighbors(self, num_neighbors: Sequence[int]
-                          ) -> dict[EdgeType, list[int]]:
+    def sampled_neighbors(self, num_neighbors: Sequence[int]) -> dict[EdgeType, list[int]]:
         r"""The neighbours to sample around a batch's users and items, per
         edge type and hop (a :class:`~torch_geometric.sampler.NumNeighbors`
         mapping), from the user's counts per user-item layer
@@ -163,8 +167,9 @@ class Recommender(torch.nn.Module):
         """
         return {}
 
-    def on_epoch_start(self, data: HeteroData, epoch: int,
-                       generator: torch.Generator) -> HeteroData:
+    def on_epoch_start(
+        self, data: HeteroData, epoch: int, generator: torch.Generator
+    ) -> HeteroData:
         r"""Called by the trainer before every training epoch with the
         training graph; returns the graph the epoch trains on (e.g. a view
         drawn by a transform from :obj:`generator`). By default :obj:`data`
@@ -230,10 +235,8 @@ class Recommender(torch.nn.Module):
         pairs = None
         if exclude_index is not None and exclude_index.numel() > 0:
             exclude_index = exclude_index.to(scores.device)
-            row = torch.full((self.num_users,), -1, dtype=torch.long,
-                             device=scores.device)
-            row[unique.to(scores.device)] = torch.arange(unique.numel(),
-                                                         device=scores.device)
+            row = torch.full((self.num_users,), -1, dtype=torch.long, device=scores.device)
+            row[unique.to(scores.device)] = torch.arange(unique.numel(), device=scores.device)
             rows = row[exclude_index[0]]
             keep = rows >= 0
             pairs = torch.stack([rows[keep], exclude_index[1, keep]])
@@ -273,8 +276,11 @@ class ModelSpec:
         r"""The model's hyper-parameters and their defaults, from the
         signature of its constructor."""
         params = inspect.signature(self.cls.__init__).parameters
-        return {name: p.default for name, p in params.items()
-                if p.default is not inspect.Parameter.empty}
+        return {
+            name: p.default
+            for name, p in params.items()
+            if p.default is not inspect.Parameter.empty
+        }
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -301,15 +307,16 @@ def register_model(
 
     bad = sorted(set(defaults or {}) - TRAIN_FIELDS - DATA_FIELDS)
     if bad:
-        raise ValueError(f"Model '{name}': defaults may only set training or data "
-                         f'options, not {bad} (a model default is its signature)')
+        raise ValueError(
+            f"Model '{name}': defaults may only set training or data "
+            f'options, not {bad} (a model default is its signature)'
+        )
 
     def wrap(cls: type[Recommender]) -> type[Recommender]:
         if name in MODELS:
             raise ValueError(f"Model '{name}' is registered twice")
         summary = ' '.join((cls.__doc__ or '').strip().split('\n\n')[0].split())
-        MODELS[name] = ModelSpec(cls, dict(defaults or {}), dict(grid or {}),
-                                 summary)
+        MODELS[name] = ModelSpec(cls, dict(defaults or {}), dict(grid or {}), summary)
         return cls
 
     return wrap
@@ -325,6 +332,7 @@ def get_model_spec(name: str) -> ModelSpec:
 
 
 # Sampled subgraphs ########################################################
+
 
 def node_ids(data: HeteroData, node_type: str) -> Tensor | None:
     r"""The global ids :obj:`data[node_type].n_id` of the nodes of a sampled
@@ -346,18 +354,20 @@ def global_index(index: Tensor, data: HeteroData, node_type: str) -> Tensor:
     return index if n_id is None else n_id[index]
 
 
-def check_num_neighbors(owner: str, num_neighbors: Sequence[int],
-                        num_layers: int) -> list[int]:
+def check_num_neighbors(owner: str, num_neighbors: Sequence[int], num_layers: int) -> list[int]:
     r""":obj:`num_neighbors` as a list, or a clear error if it has not one
     entry per user-item layer."""
     num_neighbors = list(num_neighbors)
     if len(num_neighbors) != num_layers:
-        raise ValueError(f'num_neighbors must have one entry per user-item layer of '
-                         f'{owner} (num_layers={num_layers}), got {num_neighbors}')
+        raise ValueError(
+            f'num_neighbors must have one entry per user-item layer of '
+            f'{owner} (num_layers={num_layers}), got {num_neighbors}'
+        )
     return num_neighbors
 
 
 # Multimodal models: item features #########################################
+
 
 def check_feature_dims(owner: str, feature_dims: Mapping[str, int]) -> list[str]:
     r"""The sorted modality names of :obj:`feature_dims`; a clear error if
@@ -366,8 +376,9 @@ def check_feature_dims(owner: str, feature_dims: Mapping[str, int]) -> list[str]
         raise ValueError(f'{owner} needs at least one modality of item features')
     for name, dim in feature_dims.items():
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"The width of modality '{name}' must be a positive "
-                             f'integer, got {dim!r}')
+            raise ValueError(
+                f"The width of modality '{name}' must be a positive integer, got {dim!r}"
+            )
     return sorted(feature_dims)
 
 
@@ -381,7 +392,8 @@ def feature_dims(owner: str, data: HeteroData) -> dict[str, int]:
             'dataset has none; real features of Baby/Sports/Clothing are not '
             'available offline: add <modality>_feat.npy files (pyg-mentor '
             'features), or use --surrogate-features interactions '
-            '(pyg_mentor.datasets.surrogate)')
+            '(pyg_mentor.datasets.surrogate)'
+        )
     return {m: int(data[ITEM][feature_key(m)].size(1)) for m in names}
 
 
@@ -392,8 +404,7 @@ def check_features(owner: str, features: Mapping[str, Tensor], num_items: int) -
         raise ValueError(f'{owner} needs at least one modality of item features')
     for name, x in features.items():
         if x.dim() != 2 or x.size(0) != num_items:
-            raise ValueError(f"Features of '{name}' must be [{num_items}, d], "
-                             f'got {list(x.shape)}')
+            raise ValueError(f"Features of '{name}' must be [{num_items}, d], got {list(x.shape)}")
     return sorted(features)
 
 
@@ -404,8 +415,9 @@ def data_features(owner: str, data: HeteroData) -> dict[str, Tensor]:
     return {m: data[ITEM][feature_key(m)] for m in modalities(data)}
 
 
-def item_features(owner: str, data: HeteroData, feature_dims: Mapping[str, int],
-                  num_items: int) -> dict[str, Tensor]:
+def item_features(
+    owner: str, data: HeteroData, feature_dims: Mapping[str, int], num_items: int
+) -> dict[str, Tensor]:
     r"""The item features of :obj:`data` the model was built for
     (:obj:`feature_dims`), each checked to be :obj:`[num_items, d_m]`
     (on a sampled subgraph: one row per item of the subgraph)."""
@@ -416,13 +428,16 @@ def item_features(owner: str, data: HeteroData, feature_dims: Mapping[str, int],
     for name, dim in feature_dims.items():
         key = feature_key(name)
         if key not in data[ITEM]:
-            raise ValueError(f"{owner} was built with modality '{name}' but "
-                             f'data["item"].{key} is missing (modalities: '
-                             f'{modalities(data)})')
+            raise ValueError(
+                f"{owner} was built with modality '{name}' but "
+                f'data["item"].{key} is missing (modalities: '
+                f'{modalities(data)})'
+            )
         x = data[ITEM][key]
         if x.dim() != 2 or x.size(0) != num_items or x.size(1) != dim:
-            raise ValueError(f"Features of '{name}' must be [{num_items}, {dim}], "
-                             f'got {list(x.shape)}')
+            raise ValueError(
+                f"Features of '{name}' must be [{num_items}, {dim}], got {list(x.shape)}"
+            )
         out[name] = x
     return out
 
@@ -434,6 +449,7 @@ def item_graph(owner: str, data: HeteroData) -> tuple[Tensor, Tensor]:
         raise ValueError(
             f"{owner} needs the fused item graph data['item', 'similar', 'item']; "
             'build it with pyg_mentor.datasets.load.prepare_data(data, '
-            'item_graph=True) (ModalityKNNGraph + FuseItemGraphs)')
+            'item_graph=True) (ModalityKNNGraph + FuseItemGraphs)'
+        )
     store = data[SIMILAR]
     return store.edge_index, store.edge_weight

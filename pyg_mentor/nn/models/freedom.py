@@ -146,10 +146,11 @@ class FREEDOM(Recommender):
         if train_features:  # Trained copies of the raw features (checkpointed).
             for m in self.modalities:
                 self.register_parameter(
-                    f'feat_{m}', torch.nn.Parameter(torch.zeros(num_items, feature_dims[m])))
-        self.projections = torch.nn.ModuleDict({
-            m: torch.nn.Linear(feature_dims[m], embedding_dim) for m in self.modalities
-        })
+                    f'feat_{m}', torch.nn.Parameter(torch.zeros(num_items, feature_dims[m]))
+                )
+        self.projections = torch.nn.ModuleDict(
+            {m: torch.nn.Linear(feature_dims[m], embedding_dim) for m in self.modalities}
+        )
         # Parameter-free layers; each caches the normalised adjacency of the
         # graph it last propagated on (the epoch's pruned view, the full graph).
         self.conv = UserItemConv()
@@ -160,8 +161,9 @@ class FREEDOM(Recommender):
     def from_data(cls, data: HeteroData, **kwargs: Any) -> FREEDOM:
         r"""Builds FREEDOM for a dataset: the widths of its item features (and,
         with :obj:`train_features`, copies of them)."""
-        model = cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                    feature_dims('FREEDOM', data), **kwargs)
+        model = cls(
+            data[USER].num_nodes, data[ITEM].num_nodes, feature_dims('FREEDOM', data), **kwargs
+        )
         if model.train_features:
             model.init_features(data)
         return model
@@ -184,8 +186,9 @@ class FREEDOM(Recommender):
         self.conv.reset_parameters()
         self.item_conv.reset_parameters()
 
-    def on_epoch_start(self, data: HeteroData, epoch: int,
-                       generator: torch.Generator) -> HeteroData:
+    def on_epoch_start(
+        self, data: HeteroData, epoch: int, generator: torch.Generator
+    ) -> HeteroData:
         r"""The epoch's degree-sensitive pruned view of the training graph
         (:class:`~pyg_mentor.transforms.DegreeSensitivePruning`), drawn from
         :obj:`generator`; the graph itself if :obj:`dropout` is 0."""
@@ -193,8 +196,7 @@ class FREEDOM(Recommender):
             return data
         return DegreeSensitivePruning(self.dropout, generator=generator)(data)
 
-    def sampled_neighbors(self, num_neighbors: Sequence[int]
-                          ) -> dict[EdgeType, list[int]]:
+    def sampled_neighbors(self, num_neighbors: Sequence[int]) -> dict[EdgeType, list[int]]:
         r"""The :obj:`L`-hop user-item neighbourhood (:obj:`num_neighbors[l]`
         per node and direction at hop :obj:`l`) and the :math:`L_m`-hop
         item-graph neighbourhood of the batch's items, all of it (at most
@@ -206,16 +208,24 @@ class FREEDOM(Recommender):
         counts = check_num_neighbors('FREEDOM', num_neighbors, self.num_layers)
         hops = max(self.num_layers, self.num_mm_layers)
         counts += [0] * (hops - len(counts))
-        return {RATES: counts, RATED_BY: list(counts),
-                SIMILAR: [-1] * self.num_mm_layers + [0] * (hops - self.num_mm_layers)}
+        return {
+            RATES: counts,
+            RATED_BY: list(counts),
+            SIMILAR: [-1] * self.num_mm_layers + [0] * (hops - self.num_mm_layers),
+        }
 
     def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         r"""User :obj:`[U, d]` and item :obj:`[I, d]` representations on the
         user-item graph of :obj:`data` and its item graph."""
         item_emb = node_rows(self.item_emb, data, ITEM)
-        user, item = propagate_mean(self.conv, node_rows(self.user_emb, data, USER),
-                                    item_emb, user_item_edges(data), self.num_layers,
-                                    user_item_weights(data))
+        user, item = propagate_mean(
+            self.conv,
+            node_rows(self.user_emb, data, USER),
+            item_emb,
+            user_item_edges(data),
+            self.num_layers,
+            user_item_weights(data),
+        )
         graph_index, graph_weight = item_graph('FREEDOM', data)
         h = item_emb
         for _ in range(self.num_mm_layers):
@@ -224,8 +234,7 @@ class FREEDOM(Recommender):
 
     def _features(self, data: HeteroData) -> dict[str, Tensor]:
         if self.train_features:
-            return {m: node_rows(getattr(self, f'feat_{m}'), data, ITEM)
-                    for m in self.modalities}
+            return {m: node_rows(getattr(self, f'feat_{m}'), data, ITEM) for m in self.modalities}
         return item_features('FREEDOM', data, self.feature_dims, self.num_items)
 
     def loss(self, data: HeteroData, batch: Tensor) -> dict[str, Tensor]:
@@ -240,14 +249,16 @@ class FREEDOM(Recommender):
             items, inverse = torch.cat([pos, neg]).unique(return_inverse=True)
             for m in self.modalities:
                 f = self.projections[m](features[m][items].to(self.item_emb.dtype))
-                p, n = f[inverse[:pos.numel()]], f[inverse[pos.numel():]]
+                p, n = f[inverse[: pos.numel()]], f[inverse[pos.numel() :]]
                 term = self.reg_weight * bpr_loss((u * p).sum(-1), (u * n).sum(-1))
                 out[f'bpr_{m}'] = term
                 total = total + term
         return {'loss': total, **out}
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
-                f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
-                f'num_layers={self.num_layers}, dropout={self.dropout}, '
-                f'reg_weight={self.reg_weight})')
+        return (
+            f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
+            f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
+            f'num_layers={self.num_layers}, dropout={self.dropout}, '
+            f'reg_weight={self.reg_weight})'
+        )

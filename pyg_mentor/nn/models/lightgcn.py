@@ -26,8 +26,13 @@ def light_conv(normalize: bool = True, cached: bool = True) -> HeteroConv:
     item :math:`\to` user), i.e. one product with
     :math:`\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}` (with
     :obj:`normalize=False`: with the given edge weights)."""
-    return HeteroConv({RATES: BipartiteLightConv(normalize, cached),
-                       RATED_BY: BipartiteLightConv(normalize, cached)}, aggr='sum')
+    return HeteroConv(
+        {
+            RATES: BipartiteLightConv(normalize, cached),
+            RATED_BY: BipartiteLightConv(normalize, cached),
+        },
+        aggr='sum',
+    )
 
 
 class UserItemConv(torch.nn.Module):
@@ -55,8 +60,9 @@ class UserItemConv(torch.nn.Module):
         self.normalized.reset_parameters()
         self.weighted.reset_parameters()
 
-    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict,
-                edge_weight_dict: dict | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, x_dict: dict[str, Tensor], edge_index_dict: dict, edge_weight_dict: dict | None = None
+    ) -> dict[str, Tensor]:
         if edge_weight_dict is None:
             return self.normalized(x_dict, edge_index_dict)
         return self.weighted(x_dict, edge_index_dict, edge_weight_dict=edge_weight_dict)
@@ -67,8 +73,10 @@ def user_item_edges(data: HeteroData) -> dict[tuple[str, str, str], Tensor]:
     :obj:`edge_index_dict` of :func:`light_conv` (a clear error if missing)."""
     for edge_type in (RATES, RATED_BY):
         if edge_type not in data.edge_types:
-            raise ValueError(f'The graph has no {edge_type} edges (edge types: '
-                             f'{data.edge_types}); see pyg_mentor.typing for the layout')
+            raise ValueError(
+                f'The graph has no {edge_type} edges (edge types: '
+                f'{data.edge_types}); see pyg_mentor.typing for the layout'
+            )
     return {RATES: data[RATES].edge_index, RATED_BY: data[RATED_BY].edge_index}
 
 
@@ -76,19 +84,25 @@ def user_item_weights(data: HeteroData) -> dict[tuple[str, str, str], Tensor] | 
     r"""The propagation weights :obj:`edge_weight` of the user-item edges of
     :obj:`data` both ways (a sampled subgraph's full-graph weights, see
     :class:`UserItemConv`), or :obj:`None` if the edges carry none."""
-    weights = {t: data[t].get('edge_weight') for t in (RATES, RATED_BY)
-               if t in data.edge_types}
+    weights = {t: data[t].get('edge_weight') for t in (RATES, RATED_BY) if t in data.edge_types}
     if all(w is None for w in weights.values()):
         return None
     if any(w is None for w in weights.values()) or len(weights) != 2:
-        raise ValueError('The user-item edges carry edge_weight in one direction '
-                         'only; give both directions the same weights (BipartiteNorm)')
+        raise ValueError(
+            'The user-item edges carry edge_weight in one direction '
+            'only; give both directions the same weights (BipartiteNorm)'
+        )
     return weights
 
 
-def propagate_mean(conv: torch.nn.Module, user: Tensor, item: Tensor,
-                   edge_index_dict: dict, num_layers: int,
-                   edge_weight_dict: dict | None = None) -> tuple[Tensor, Tensor]:
+def propagate_mean(
+    conv: torch.nn.Module,
+    user: Tensor,
+    item: Tensor,
+    edge_index_dict: dict,
+    num_layers: int,
+    edge_weight_dict: dict | None = None,
+) -> tuple[Tensor, Tensor]:
     r"""LightGCN's layer mean
     :math:`\frac{1}{L+1}\sum_{l=0}^{L}\hat{\mathbf{A}}^l\mathbf{E}` of the user
     and item embeddings :math:`\mathbf{E} = [\mathbf{E}_U; \mathbf{E}_I]`
@@ -96,8 +110,11 @@ def propagate_mean(conv: torch.nn.Module, user: Tensor, item: Tensor,
     x = {USER: user, ITEM: item}
     user_out, item_out = [user], [item]
     for _ in range(num_layers):
-        x = (conv(x, edge_index_dict) if edge_weight_dict is None
-             else conv(x, edge_index_dict, edge_weight_dict))
+        x = (
+            conv(x, edge_index_dict)
+            if edge_weight_dict is None
+            else conv(x, edge_index_dict, edge_weight_dict)
+        )
         user_out.append(x[USER])
         item_out.append(x[ITEM])
     return torch.stack(user_out).mean(0), torch.stack(item_out).mean(0)
@@ -169,8 +186,7 @@ class LightGCN(Recommender):
         torch.nn.init.xavier_uniform_(self.item_emb)
         self.conv.reset_parameters()
 
-    def sampled_neighbors(self, num_neighbors: Sequence[int]
-                          ) -> dict[EdgeType, list[int]]:
+    def sampled_neighbors(self, num_neighbors: Sequence[int]) -> dict[EdgeType, list[int]]:
         r"""The :obj:`L`-hop user-item neighbourhood, :obj:`num_neighbors[l]`
         per node and direction at hop :obj:`l`."""
         counts = check_num_neighbors('LightGCN', num_neighbors, self.num_layers)
@@ -180,8 +196,18 @@ class LightGCN(Recommender):
         # The layer-0 embeddings of the graph's nodes and the layer means.
         user = node_rows(self.user_emb, data, USER)
         item = node_rows(self.item_emb, data, ITEM)
-        return user, item, *propagate_mean(self.conv, user, item, user_item_edges(data),
-                                           self.num_layers, user_item_weights(data))
+        return (
+            user,
+            item,
+            *propagate_mean(
+                self.conv,
+                user,
+                item,
+                user_item_edges(data),
+                self.num_layers,
+                user_item_weights(data),
+            ),
+        )
 
     def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         return self._propagate(data)[2:]
@@ -195,6 +221,8 @@ class LightGCN(Recommender):
         return {'loss': bpr + reg, 'bpr': bpr, 'reg': reg}
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
-                f'embedding_dim={self.embedding_dim}, '
-                f'num_layers={self.num_layers}, reg_weight={self.reg_weight})')
+        return (
+            f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
+            f'embedding_dim={self.embedding_dim}, '
+            f'num_layers={self.num_layers}, reg_weight={self.reg_weight})'
+        )

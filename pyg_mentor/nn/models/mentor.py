@@ -60,8 +60,14 @@ class ViewEncoder(torch.nn.Module):
         noise_eps (float): :math:`\epsilon`; :obj:`0` for a main view.
     """
 
-    def __init__(self, num_users: int, in_channels: int, hidden_channels: int,
-                 num_layers: int = 2, noise_eps: float = 0.0):
+    def __init__(
+        self,
+        num_users: int,
+        in_channels: int,
+        hidden_channels: int,
+        num_layers: int = 2,
+        noise_eps: float = 0.0,
+    ):
         super().__init__()
         self.num_layers = num_layers
         self.noise = EmbeddingNoise(noise_eps) if noise_eps > 0 else None
@@ -79,9 +85,14 @@ class ViewEncoder(torch.nn.Module):
             if isinstance(layer, torch.nn.Linear):
                 layer.reset_parameters()
 
-    def forward(self, item_input: Tensor, conv: torch.nn.Module,
-                edge_index_dict: Mapping, edge_weight_dict: Mapping | None = None,
-                user_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        item_input: Tensor,
+        conv: torch.nn.Module,
+        edge_index_dict: Mapping,
+        edge_weight_dict: Mapping | None = None,
+        user_index: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
         r"""The user and item outputs on the given user-item edges (and
         weights, see :class:`~pyg_mentor.nn.models.lightgcn.UserItemConv`);
         :obj:`user_index`: the users' rows of the preference matrix (a
@@ -92,8 +103,11 @@ class ViewEncoder(torch.nn.Module):
         x = {USER: user, ITEM: item}
         out = dict(x)
         for _ in range(self.num_layers):
-            x = (conv(x, edge_index_dict) if edge_weight_dict is None
-                 else conv(x, edge_index_dict, edge_weight_dict))
+            x = (
+                conv(x, edge_index_dict)
+                if edge_weight_dict is None
+                else conv(x, edge_index_dict, edge_weight_dict)
+            )
             if self.noise is not None:
                 x = {k: self.noise(v) for k, v in x.items()}
             out = {k: out[k] + x[k] for k in out}
@@ -210,17 +224,16 @@ class MENTOR(Recommender):
         self.eval_cached_embeddings = eval_cached_embeddings
 
         self.item_id = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
-        encoders = {ID_VIEW: ViewEncoder(num_users, embedding_dim, embedding_dim,
-                                         num_layers)}
+        encoders = {ID_VIEW: ViewEncoder(num_users, embedding_dim, embedding_dim, num_layers)}
         for name in self.modalities:
             dim = feature_dims[name]
             encoders[name] = ViewEncoder(num_users, dim, embedding_dim, num_layers)
             for k in (1, 2):
                 encoders[f'{name}_n{k}'] = ViewEncoder(
-                    num_users, dim, embedding_dim, num_layers, noise_eps)
+                    num_users, dim, embedding_dim, num_layers, noise_eps
+                )
         self.encoders = torch.nn.ModuleDict(encoders)
-        self.user_modality_weight = torch.nn.Parameter(
-            torch.empty(num_users, len(self.modalities)))
+        self.user_modality_weight = torch.nn.Parameter(torch.empty(num_users, len(self.modalities)))
         width = embedding_dim * len(self.modalities)
         self.feature_mask = FeatureMask(dropout)
         self.mask_map = torch.nn.Linear(width, width)
@@ -239,8 +252,9 @@ class MENTOR(Recommender):
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> MENTOR:
         r"""Builds MENTOR for a dataset: the widths of its item features."""
-        return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   feature_dims('MENTOR', data), **kwargs)
+        return cls(
+            data[USER].num_nodes, data[ITEM].num_nodes, feature_dims('MENTOR', data), **kwargs
+        )
 
     def reset_parameters(self):
         torch.nn.init.xavier_normal_(self.item_id)
@@ -257,8 +271,7 @@ class MENTOR(Recommender):
 
     # Forward ###################################################################
 
-    def encode(self, data: HeteroData,
-               views: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
+    def encode(self, data: HeteroData, views: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
         r"""Runs the named encoders on :obj:`data`: ``{view: (user [U, d],
         item [I, d])}``."""
         edge_index_dict, edge_weight_dict = user_item_edges(data), user_item_weights(data)
@@ -266,10 +279,12 @@ class MENTOR(Recommender):
         user_index = node_ids(data, USER)
         out = {}
         for v in views:
-            x = (node_rows(self.item_id, data, ITEM) if v == ID_VIEW
-                 else features[v.rsplit('_n', 1)[0]].to(self.item_id.dtype))
-            out[v] = self.encoders[v](x, self.conv, edge_index_dict, edge_weight_dict,
-                                      user_index)
+            x = (
+                node_rows(self.item_id, data, ITEM)
+                if v == ID_VIEW
+                else features[v.rsplit('_n', 1)[0]].to(self.item_id.dtype)
+            )
+            out[v] = self.encoders[v](x, self.conv, edge_index_dict, edge_weight_dict, user_index)
         return out
 
     def enhance(self, data: HeteroData, item: Tensor) -> Tensor:
@@ -281,16 +296,15 @@ class MENTOR(Recommender):
             h = self.item_conv(h, graph_index, graph_weight)
         return item + h
 
-    def _fuse(self, data: HeteroData, z: Mapping[str, tuple[Tensor, Tensor]],
-              suffix: str = '') -> tuple[Tensor, Tensor]:
+    def _fuse(
+        self, data: HeteroData, z: Mapping[str, tuple[Tensor, Tensor]], suffix: str = ''
+    ) -> tuple[Tensor, Tensor]:
         weight = node_rows(self.user_modality_weight, data, USER)
-        users = [weight[:, j:j + 1] * z[m + suffix][0]
-                 for j, m in enumerate(self.modalities)]
+        users = [weight[:, j : j + 1] * z[m + suffix][0] for j, m in enumerate(self.modalities)]
         items = [z[m + suffix][1] for m in self.modalities]
         return torch.cat(users, dim=-1), self.enhance(data, torch.cat(items, dim=-1))
 
-    def _repeat(self, data: HeteroData, user: Tensor,
-                item: Tensor) -> tuple[Tensor, Tensor]:
+    def _repeat(self, data: HeteroData, user: Tensor, item: Tensor) -> tuple[Tensor, Tensor]:
         m = len(self.modalities)
         return user.repeat(1, m), self.enhance(data, item.repeat(1, m))
 
@@ -332,9 +346,12 @@ class MENTOR(Recommender):
         bpr = PF.bpr_loss((u * item[pos]).sum(-1), (u * item[neg]).sum(-1), base=2)
 
         reg = self.reg_weight * PF.reg_loss(
-            *[self.encoders[m].preference[global_index(users, data, USER)]
-              for m in self.modalities],
-            self.user_modality_weight)
+            *[
+                self.encoders[m].preference[global_index(users, data, USER)]
+                for m in self.modalities
+            ],
+            self.user_modality_weight,
+        )
 
         sampled = node_ids(data, USER) is not None
         if sampled or self.cl_scope == 'batch':
@@ -351,18 +368,19 @@ class MENTOR(Recommender):
             mask_user, mask_item = nodes(user, item)
             mask = self.mask_weight * (
                 PF.masked_cosine_loss(self.feature_mask(mask_user), self.mask_map(mask_user))
-                + PF.masked_cosine_loss(self.feature_mask(mask_item), self.mask_map(mask_item)))
+                + PF.masked_cosine_loss(self.feature_mask(mask_item), self.mask_map(mask_item))
+            )
 
         (u1, i1), (u2, i2) = reps['noise1'], reps['noise2']
         if self.cl_scope == 'batch':
             u1, u2, i1, i2 = u1[bu], u2[bu], i1[bi], i2[bi]
         cl = self.cl_weight * (
             PF.info_nce(u1, u2, self.temperature, self.cl_chunk_size)
-            + PF.info_nce(i1, i2, self.temperature, self.cl_chunk_size))
+            + PF.info_nce(i1, i2, self.temperature, self.cl_chunk_size)
+        )
 
         total = bpr + reg + align + mask + cl
-        return {'loss': total, 'bpr': bpr, 'reg': reg, 'align': align,
-                'mask': mask, 'cl': cl}
+        return {'loss': total, 'bpr': bpr, 'reg': reg, 'align': align, 'mask': mask, 'cl': cl}
 
     def check_sampling(self) -> None:
         r"""Refuses the options that sampled training cannot honour:
@@ -372,17 +390,20 @@ class MENTOR(Recommender):
         only)."""
         super().check_sampling()
         if self.cl_scope == 'all':
-            raise ValueError("MENTOR with cl_scope='all' cannot train on sampled "
-                             "subgraphs: its InfoNCE contrasts every user and item in "
-                             "every step; use cl_scope='batch' (InfoNCE over the "
-                             "batch's users and items) with sampler='neighbor'")
+            raise ValueError(
+                "MENTOR with cl_scope='all' cannot train on sampled "
+                'subgraphs: its InfoNCE contrasts every user and item in '
+                "every step; use cl_scope='batch' (InfoNCE over the "
+                "batch's users and items) with sampler='neighbor'"
+            )
         if self.eval_cached_embeddings:
-            raise ValueError('MENTOR with eval_cached_embeddings=True cannot train on '
-                             'sampled subgraphs: a training forward covers the '
-                             "subgraph of a batch only, not every user and item")
+            raise ValueError(
+                'MENTOR with eval_cached_embeddings=True cannot train on '
+                'sampled subgraphs: a training forward covers the '
+                'subgraph of a batch only, not every user and item'
+            )
 
-    def sampled_neighbors(self, num_neighbors: Sequence[int]
-                          ) -> dict[EdgeType, list[int]]:
+    def sampled_neighbors(self, num_neighbors: Sequence[int]) -> dict[EdgeType, list[int]]:
         r"""The item-graph neighbourhood of the batch's items (:math:`L_m`
         hops, all of it: at most :math:`k` per modality and item, with
         weights normalised on the whole graph), followed by the :math:`L`-hop
@@ -394,8 +415,11 @@ class MENTOR(Recommender):
         :math:`L_m` extra hops."""
         counts = check_num_neighbors('MENTOR', num_neighbors, self.num_layers)
         counts += counts[-1:] * self.num_mm_layers
-        return {RATES: counts, RATED_BY: list(counts),
-                SIMILAR: [-1] * self.num_mm_layers + [0] * self.num_layers}
+        return {
+            RATES: counts,
+            RATED_BY: list(counts),
+            SIMILAR: [-1] * self.num_mm_layers + [0] * self.num_layers,
+        }
 
     @torch.no_grad()
     def scorer(self, data: HeteroData) -> ScoreFn:
@@ -406,6 +430,8 @@ class MENTOR(Recommender):
         return lambda users: user[users] @ item.t()
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
-                f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
-                f'cl_scope={self.cl_scope!r})')
+        return (
+            f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
+            f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
+            f'cl_scope={self.cl_scope!r})'
+        )

@@ -57,8 +57,10 @@ class MFBPR(Recommender):
     def forward(self, data: HeteroData | None = None) -> tuple[Tensor, Tensor]:
         if data is None:
             return self.user_emb.weight, self.item_emb.weight
-        return (node_rows(self.user_emb.weight, data, USER),
-                node_rows(self.item_emb.weight, data, ITEM))
+        return (
+            node_rows(self.user_emb.weight, data, USER),
+            node_rows(self.item_emb.weight, data, ITEM),
+        )
 
     def loss(self, data: HeteroData | None, batch: Tensor) -> dict[str, Tensor]:
         users, pos, neg = batch
@@ -71,5 +73,7 @@ class MFBPR(Recommender):
         return {'loss': bpr + reg, 'bpr': bpr, 'reg': reg}
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
-                f'embedding_dim={self.embedding_dim}, reg_weight={self.reg_weight})')
+        return (
+            f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
+            f'embedding_dim={self.embedding_dim}, reg_weight={self.reg_weight})'
+        )

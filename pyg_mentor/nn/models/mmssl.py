@@ -2,6 +2,7 @@ r"""MMSSL (Wei et al., WWW 2023) on the shared layers, with every defect of the
 release fixed by default and reproducible behind a named option (see the MMSSL
 section of ``docs/differences.md``). Its discriminator and the state of its
 generated graphs are in :mod:`pyg_mentor.nn.models.mmssl_modules`."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,7 @@ from pyg_mentor.typing import ITEM, RATES, USER
 
 #: The defects of the release that have an option (``release_<name>``), see
 #: :class:`MMSSL`.
-RELEASE_OPTIONS = ('graph_schedule', 'pairing', 'attention', 'discriminator',
-                   'feature_layers')
+RELEASE_OPTIONS = ('graph_schedule', 'pairing', 'attention', 'discriminator', 'feature_layers')
 
 
 @dataclass
@@ -56,8 +56,9 @@ class NormalizedGraph(NamedTuple):
     rowptr: Tensor | None  #: CSR offsets over users [U + 1] (training graph).
 
 
-def graph_weights(edge_index: Tensor, weight: Tensor, num_users: int,
-                  num_items: int, one_sided: bool) -> tuple[Tensor, Tensor]:
+def graph_weights(
+    edge_index: Tensor, weight: Tensor, num_users: int, num_items: int, one_sided: bool
+) -> tuple[Tensor, Tensor]:
     r"""Edge weights of a weighted user-item graph :math:`\mathbf{A}` for
     messages item :math:`\to` user and user :math:`\to` item.
 
@@ -77,8 +78,7 @@ def graph_weights(edge_index: Tensor, weight: Tensor, num_users: int,
     deg_u.index_add_(0, user, weight)
     deg_i.index_add_(0, item, weight)
     if one_sided:
-        return (weight * (deg_u[user] + 1e-8).rsqrt(),
-                weight * (deg_i[item] + 1e-8).rsqrt())
+        return (weight * (deg_u[user] + 1e-8).rsqrt(), weight * (deg_i[item] + 1e-8).rsqrt())
     w = weight * deg_u[user].rsqrt() * deg_i[item].rsqrt()
     return w, w
 
@@ -88,8 +88,12 @@ def graph_weights(edge_index: Tensor, weight: Tensor, num_users: int,
     # Training options of the release (parser.py, the active "baby" block); the
     # model's own defaults are its signature's.
     defaults={
-        'lr': 0.00055, 'batch_size': 1024, 'patience': 7, 'ks': [10, 20, 50],
-        'valid_metric': 'recall@20', 'seed': 2022,
+        'lr': 0.00055,
+        'batch_size': 1024,
+        'patience': 7,
+        'ks': [10, 20, 50],
+        'valid_metric': 'recall@20',
+        'seed': 2022,
     },
 )
 class MMSSL(Recommender):
@@ -266,11 +270,11 @@ class MMSSL(Recommender):
         self.modalities = check_feature_dims('MMSSL', feature_dims)
         self.feature_dims = {m: feature_dims[m] for m in self.modalities}
         if embedding_dim % num_heads != 0:
-            raise ValueError(f'embedding_dim ({embedding_dim}) must be divisible by '
-                             f'num_heads ({num_heads})')
+            raise ValueError(
+                f'embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})'
+            )
         if graph_period < 1 or num_layers < 1 or num_feature_layers < 1:
-            raise ValueError('graph_period, num_layers and num_feature_layers must '
-                             'be >= 1')
+            raise ValueError('graph_period, num_layers and num_feature_layers must be >= 1')
         self.embedding_dim = embedding_dim
         self.num_layers = num_layers
         self.num_feature_layers = num_feature_layers
@@ -292,42 +296,49 @@ class MMSSL(Recommender):
         self.decoupled_weight_decay = decoupled_weight_decay
         self.contrastive_chunk_size = contrastive_chunk_size
         self.symmetric_norm = symmetric_norm
-        flags = {'graph_schedule': release_graph_schedule, 'pairing': release_pairing,
-                 'attention': release_attention,
-                 'discriminator': release_discriminator,
-                 'feature_layers': release_feature_layers}
+        flags = {
+            'graph_schedule': release_graph_schedule,
+            'pairing': release_pairing,
+            'attention': release_attention,
+            'discriminator': release_discriminator,
+            'feature_layers': release_feature_layers,
+        }
         #: The resolved ``release_<name>`` options.
-        self.release = {k: release_compat if v is None else bool(v)
-                        for k, v in flags.items()}
+        self.release = {k: release_compat if v is None else bool(v) for k, v in flags.items()}
         k = int(num_items * graph_topk_rate)
 
         self.user_emb = torch.nn.Parameter(torch.empty(num_users, embedding_dim))
         self.item_emb = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
-        self.proj = torch.nn.ModuleDict({
-            m: torch.nn.Linear(self.feature_dims[m], embedding_dim)
-            for m in self.modalities})
+        self.proj = torch.nn.ModuleDict(
+            {m: torch.nn.Linear(self.feature_dims[m], embedding_dim) for m in self.modalities}
+        )
         self.dropout = torch.nn.Dropout(dropout)
         self.w_q = torch.nn.Parameter(torch.empty(embedding_dim, embedding_dim))
         self.w_k = torch.nn.Parameter(torch.empty(embedding_dim, embedding_dim))
-        self.w_cat = torch.nn.Parameter(
-            torch.empty(num_heads * embedding_dim, embedding_dim))
+        self.w_cat = torch.nn.Parameter(torch.empty(num_heads * embedding_dim, embedding_dim))
         # Item -> user and user -> item propagation over the training graph and
         # over each modality's generated graph; each caches the adjacency of
         # the graph it last saw.
         self.conv_ui = BipartiteLightConv(normalize=False, cached=True)
         self.conv_iu = BipartiteLightConv(normalize=False, cached=True)
-        self.gen_ui = torch.nn.ModuleDict({
-            m: BipartiteLightConv(normalize=False, cached=True) for m in self.modalities})
-        self.gen_iu = torch.nn.ModuleDict({
-            m: BipartiteLightConv(normalize=False, cached=True) for m in self.modalities})
+        self.gen_ui = torch.nn.ModuleDict(
+            {m: BipartiteLightConv(normalize=False, cached=True) for m in self.modalities}
+        )
+        self.gen_iu = torch.nn.ModuleDict(
+            {m: BipartiteLightConv(normalize=False, cached=True) for m in self.modalities}
+        )
         slope = 1.0 if self.release['discriminator'] else 0.01
         self.discriminator = Discriminator(num_items, (d_dropout1, d_dropout2), slope)
         #: The generated graphs :math:`\mathbf{G}_m` (model state, buffers).
         self.generated = GeneratedGraphs(
-            self.modalities, num_users, num_items,
+            self.modalities,
+            num_users,
+            num_items,
             topk=k if self.release['graph_schedule'] else max(k, 1),
-            period=graph_period, release_schedule=self.release['graph_schedule'],
-            release_pairing=self.release['pairing'])
+            period=graph_period,
+            release_schedule=self.release['graph_schedule'],
+            release_pairing=self.release['pairing'],
+        )
         # Normalised graphs derived from `data` and from `generated`, cached
         # on the identity (and version) of the tensors they are derived from.
         self._derived: dict[str, tuple[tuple, NormalizedGraph]] = {}
@@ -335,8 +346,9 @@ class MMSSL(Recommender):
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> MMSSL:
-        return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   feature_dims('MMSSL', data), **kwargs)
+        return cls(
+            data[USER].num_nodes, data[ITEM].num_nodes, feature_dims('MMSSL', data), **kwargs
+        )
 
     @property
     def topk(self) -> int:
@@ -354,8 +366,7 @@ class MMSSL(Recommender):
         for w in (self.w_q, self.w_k, self.w_cat):
             torch.nn.init.xavier_uniform_(w)
         self.discriminator.reset_parameters()
-        for conv in (self.conv_ui, self.conv_iu, *self.gen_ui.values(),
-                     *self.gen_iu.values()):
+        for conv in (self.conv_ui, self.conv_iu, *self.gen_ui.values(), *self.gen_iu.values()):
             conv.reset_parameters()
         self.generated.reset()
         self._derived.clear()
@@ -373,12 +384,14 @@ class MMSSL(Recommender):
         neither is a function of a neighbourhood."""
         raise ValueError(
             "MMSSL does not support sampled training (sampler='neighbor'): its "
-            'discriminator compares each batch user\'s scores over all items and its '
+            "discriminator compares each batch user's scores over all items and its "
             "generated graphs are every user's top-k items of the whole catalogue, so "
-            'a step needs every item, not a neighbourhood; train it full-graph')
+            'a step needs every item, not a neighbourhood; train it full-graph'
+        )
 
-    def configure_optimizers(self, lr: float,
-                             weight_decay: float = 0.0) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(
+        self, lr: float, weight_decay: float = 0.0
+    ) -> list[torch.optim.Optimizer]:
         r"""The recommender's :class:`torch.optim.AdamW` (the release's, with
         :obj:`decoupled_weight_decay`) over every parameter but the
         discriminator's, and the discriminator's
@@ -391,43 +404,55 @@ class MMSSL(Recommender):
                 recommender's optimiser instead of the decoupled one; only with
                 :obj:`decoupled_weight_decay=0`. (default: :obj:`0.0`)
         """
-        recommender = [p for name, p in self.named_parameters()
-                       if not name.startswith('discriminator.')]
+        recommender = [
+            p for name, p in self.named_parameters() if not name.startswith('discriminator.')
+        ]
         if weight_decay > 0 and self.decoupled_weight_decay > 0:
             raise ValueError(
                 f'MMSSL decays its weights as the release does (AdamW, '
                 f'decoupled_weight_decay={self.decoupled_weight_decay}); a coupled '
-                f'weight_decay ({weight_decay}) needs decoupled_weight_decay=0')
+                f'weight_decay ({weight_decay}) needs decoupled_weight_decay=0'
+            )
         if weight_decay > 0:
             optimizer = torch.optim.Adam(recommender, lr=lr, weight_decay=weight_decay)
         else:
-            optimizer = torch.optim.AdamW(recommender, lr=lr,
-                                          weight_decay=self.decoupled_weight_decay)
-        d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr,
-                                       betas=(0.5, 0.9))
+            optimizer = torch.optim.AdamW(
+                recommender, lr=lr, weight_decay=self.decoupled_weight_decay
+            )
+        d_optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), lr=self.d_lr, betas=(0.5, 0.9)
+        )
         return [optimizer, d_optimizer]
 
     # Graphs ###################################################################
 
-    def _cached(self, name: str, sources: Sequence[Tensor],
-                build: Callable[[], NormalizedGraph]) -> NormalizedGraph:
+    def _cached(
+        self, name: str, sources: Sequence[Tensor], build: Callable[[], NormalizedGraph]
+    ) -> NormalizedGraph:
         r""":obj:`build()`, reused while :obj:`sources` are the same tensor
         objects, unmodified, and the model's dtype is the same."""
         key = (*sources, *(t._version for t in sources), self.user_emb.dtype)
         hit = self._derived.get(name)
-        if hit is not None and len(hit[0]) == len(key) and all(
-                a is b if isinstance(a, Tensor) else a == b
-                for a, b in zip(hit[0], key)):
+        if (
+            hit is not None
+            and len(hit[0]) == len(key)
+            and all(a is b if isinstance(a, Tensor) else a == b for a, b in zip(hit[0], key))
+        ):
             return hit[1]
         value = build()
         self._derived[name] = (key, value)
         return value
 
-    def _normalize(self, edge_index: Tensor, weight: Tensor,
-                   rowptr: Tensor | None = None) -> NormalizedGraph:
-        w_ui, w_iu = graph_weights(edge_index, weight.to(self.user_emb.dtype),
-                                   self.num_users, self.num_items,
-                                   one_sided=not self.symmetric_norm)
+    def _normalize(
+        self, edge_index: Tensor, weight: Tensor, rowptr: Tensor | None = None
+    ) -> NormalizedGraph:
+        w_ui, w_iu = graph_weights(
+            edge_index,
+            weight.to(self.user_emb.dtype),
+            self.num_users,
+            self.num_items,
+            one_sided=not self.symmetric_norm,
+        )
         return NormalizedGraph(edge_index, edge_index.flip(0), w_ui, w_iu, rowptr)
 
     def training_graph(self, data: HeteroData) -> NormalizedGraph:
@@ -440,8 +465,7 @@ class MMSSL(Recommender):
         def build() -> NormalizedGraph:
             pairs = coalesce(edge_index, num_nodes=max(self.num_users, self.num_items))
             rowptr = cumsum(torch.bincount(pairs[0], minlength=self.num_users))
-            ones = torch.ones(pairs.size(1), device=pairs.device,
-                              dtype=self.user_emb.dtype)
+            ones = torch.ones(pairs.size(1), device=pairs.device, dtype=self.user_emb.dtype)
             return self._normalize(pairs, ones, rowptr)
 
         return self._cached('train', (edge_index,), build)
@@ -450,8 +474,11 @@ class MMSSL(Recommender):
         r"""The current generated graph of a modality, normalised (cached
         until it changes)."""
         edge_index, weight = self.generated.graph(modality)
-        return self._cached(f'generated.{modality}', (edge_index, weight),
-                            lambda: self._normalize(edge_index, weight))
+        return self._cached(
+            f'generated.{modality}',
+            (edge_index, weight),
+            lambda: self._normalize(edge_index, weight),
+        )
 
     @torch.no_grad()
     def reset_generated_graphs(self, data: HeteroData) -> None:
@@ -482,9 +509,10 @@ class MMSSL(Recommender):
         for m in self.modalities:
             tops = []
             for start in range(0, self.num_users, chunk_size):
-                batch = users[start:start + chunk_size]
-                scores = self.masked_scores(feat_user[m][batch], feat_item[m],
-                                            self.train_rows(graph, batch))
+                batch = users[start : start + chunk_size]
+                scores = self.masked_scores(
+                    feat_user[m][batch], feat_item[m], self.train_rows(graph, batch)
+                )
                 tops.append(self.generated.topk_items(scores))
             top[m] = torch.cat(tops)
         self.generated.refresh(top)
@@ -497,9 +525,11 @@ class MMSSL(Recommender):
         row = torch.arange(users.numel(), device=users.device).repeat_interleave(count)
         start = cumsum(count)[:-1].repeat_interleave(count)
         pos = rowptr[users].repeat_interleave(count) + (
-            torch.arange(row.numel(), device=users.device) - start)
-        out = torch.zeros(users.numel(), self.num_items, device=users.device,
-                          dtype=self.user_emb.dtype)
+            torch.arange(row.numel(), device=users.device) - start
+        )
+        out = torch.zeros(
+            users.numel(), self.num_items, device=users.device, dtype=self.user_emb.dtype
+        )
         out[row, graph.edge_index[1, pos]] = 1.0
         return out
 
@@ -509,8 +539,9 @@ class MMSSL(Recommender):
         \odot \mathbf{U}_B\mathbf{I}^{\top})` (training items become 0)."""
         return F.normalize((user @ item.t()) * (1 - train_rows), dim=1)
 
-    def on_epoch_start(self, data: HeteroData, epoch: int,
-                       generator: torch.Generator) -> HeteroData:
+    def on_epoch_start(
+        self, data: HeteroData, epoch: int, generator: torch.Generator
+    ) -> HeteroData:
         r"""Restarts the release schedule's batch count; trains on
         :obj:`data` itself."""
         self.generated.start_epoch()
@@ -520,35 +551,55 @@ class MMSSL(Recommender):
 
     def _propagate_ui(self, graph: NormalizedGraph, x_item: Tensor) -> Tensor:
         r""":math:`\hat{\mathbf{A}}\mathbf{x}`: items to users."""
-        return self.conv_ui((x_item, self.user_emb), graph.flipped, graph.w_ui,
-                            size=(self.num_items, self.num_users))
+        return self.conv_ui(
+            (x_item, self.user_emb),
+            graph.flipped,
+            graph.w_ui,
+            size=(self.num_items, self.num_users),
+        )
 
     def _propagate_iu(self, graph: NormalizedGraph, x_user: Tensor) -> Tensor:
         r""":math:`\hat{\mathbf{A}}^{\top}\mathbf{x}`: users to items."""
-        return self.conv_iu((x_user, self.item_emb), graph.edge_index, graph.w_iu,
-                            size=(self.num_users, self.num_items))
+        return self.conv_iu(
+            (x_user, self.item_emb),
+            graph.edge_index,
+            graph.w_iu,
+            size=(self.num_users, self.num_items),
+        )
 
     def _propagate_generated(self, m: str) -> tuple[Tensor, Tensor]:
         graph = self.generated_graph(m)
         if graph.edge_index.numel() == 0:
-            return (self.user_emb.new_zeros(self.num_users, self.embedding_dim),
-                    self.item_emb.new_zeros(self.num_items, self.embedding_dim))
-        p_u = self.gen_ui[m]((self.item_emb, self.user_emb), graph.flipped, graph.w_ui,
-                             size=(self.num_items, self.num_users))
-        p_i = self.gen_iu[m]((self.user_emb, self.item_emb), graph.edge_index,
-                             graph.w_iu, size=(self.num_users, self.num_items))
+            return (
+                self.user_emb.new_zeros(self.num_users, self.embedding_dim),
+                self.item_emb.new_zeros(self.num_items, self.embedding_dim),
+            )
+        p_u = self.gen_ui[m](
+            (self.item_emb, self.user_emb),
+            graph.flipped,
+            graph.w_ui,
+            size=(self.num_items, self.num_users),
+        )
+        p_i = self.gen_iu[m](
+            (self.user_emb, self.item_emb),
+            graph.edge_index,
+            graph.w_iu,
+            size=(self.num_users, self.num_items),
+        )
         return p_u, p_i
 
-    def _feature_branch(self, data: HeteroData, graph: NormalizedGraph,
-                        ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def _feature_branch(
+        self,
+        data: HeteroData,
+        graph: NormalizedGraph,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         features = item_features('MMSSL', data, self.feature_dims, self.num_items)
         feat_user, feat_item = {}, {}
         for m in self.modalities:
             f = self.dropout(self.proj[m](features[m].to(self.user_emb.dtype)))
             h_item = f
             for _ in range(self.num_feature_layers):
-                h_user = self._propagate_ui(
-                    graph, f if self.release['feature_layers'] else h_item)
+                h_user = self._propagate_ui(graph, f if self.release['feature_layers'] else h_item)
                 h_item = self._propagate_iu(graph, h_user)
             feat_user[m], feat_item[m] = h_user, h_item
         return feat_user, feat_item
@@ -627,7 +678,7 @@ class MMSSL(Recommender):
         alpha = torch.rand(real.size(0), 1, device=real.device, dtype=real.dtype)
         x = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
         out = self.discriminator(x)
-        grad, = torch.autograd.grad(out.sum(), x, create_graph=True)
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
         return (grad.norm(2, dim=1) - 1).square().mean()
 
     def discriminator_loss(self, data: HeteroData, users: Tensor) -> Tensor:
@@ -638,36 +689,55 @@ class MMSSL(Recommender):
             out = self.embed(data)
             rows = self.train_rows(self.training_graph(data), users)
             fused = self.masked_scores(out.user[users], out.item, rows)
-            fake = torch.cat([self.masked_scores(out.feat_user[m][users],
-                                                 out.feat_item[m], rows)
-                              for m in self.modalities])
+            fake = torch.cat(
+                [
+                    self.masked_scores(out.feat_user[m][users], out.feat_item[m], rows)
+                    for m in self.modalities
+                ]
+            )
             real = self.real_rows(rows, fused).repeat(len(self.modalities), 1)
         d = self.discriminator
-        return (-d(real).mean() + d(fake).mean()
-                + self.gp_weight * self.gradient_penalty(real, fake))
+        return -d(real).mean() + d(fake).mean() + self.gp_weight * self.gradient_penalty(real, fake)
 
-    def _generator_terms(self, data: HeteroData, batch: Tensor,
-                         ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
+    def _generator_terms(
+        self,
+        data: HeteroData,
+        batch: Tensor,
+    ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
         users, pos, neg = batch
         out = self.embed(data)
         u, i_pos, i_neg = out.user[users], out.item[pos], out.item[neg]
         bpr = bpr_loss((u * i_pos).sum(-1), (u * i_neg).sum(-1))
-        emb = self.emb_reg * 0.5 * (u.square().sum() + i_pos.square().sum()
-                                    + i_neg.square().sum()) / users.numel()
-        feat = self.feat_reg * 0.5 * sum(
-            out.feat_user[m].square().sum() + out.feat_item[m].square().sum()
-            for m in self.modalities) / self.num_items
+        emb = (
+            self.emb_reg
+            * 0.5
+            * (u.square().sum() + i_pos.square().sum() + i_neg.square().sum())
+            / users.numel()
+        )
+        feat = (
+            self.feat_reg
+            * 0.5
+            * sum(
+                out.feat_user[m].square().sum() + out.feat_item[m].square().sum()
+                for m in self.modalities
+            )
+            / self.num_items
+        )
         distinct = users.unique()
         rows = self.train_rows(self.training_graph(data), distinct)
-        gen = {m: self.masked_scores(out.feat_user[m][distinct], out.feat_item[m], rows)
-               for m in self.modalities}
+        gen = {
+            m: self.masked_scores(out.feat_user[m][distinct], out.feat_item[m], rows)
+            for m in self.modalities
+        }
         adv = -self.discriminator(torch.cat(list(gen.values()))).mean()
-        cl = sum(grace_nce(out.gen_user[m][distinct], out.user[distinct], self.tau,
-                           self.contrastive_chunk_size)
-                 for m in self.modalities)
+        cl = sum(
+            grace_nce(
+                out.gen_user[m][distinct], out.user[distinct], self.tau, self.contrastive_chunk_size
+            )
+            for m in self.modalities
+        )
         loss = bpr + emb + feat + self.cl_weight * cl + self.g_weight * adv
-        terms = {'loss': loss, 'bpr': bpr, 'emb': emb, 'feat': feat, 'cl': cl,
-                 'adv': adv}
+        terms = {'loss': loss, 'bpr': bpr, 'emb': emb, 'feat': feat, 'cl': cl, 'adv': adv}
         return terms, distinct, {m: s.detach() for m, s in gen.items()}
 
     def loss(self, data: HeteroData, batch: Tensor) -> dict[str, Tensor]:
@@ -676,8 +746,9 @@ class MMSSL(Recommender):
         :meth:`train_step`)."""
         return self._generator_terms(data, batch)[0]
 
-    def train_step(self, data: HeteroData, batch: Tensor,
-                   optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, Tensor]:
+    def train_step(
+        self, data: HeteroData, batch: Tensor, optimizers: Sequence[torch.optim.Optimizer]
+    ) -> dict[str, Tensor]:
         r"""The release's iteration: a discriminator step on
         :obj:`optimizers[1]`, the recommender step on :obj:`optimizers[0]`
         (the discriminator's gradients from the adversarial term are dropped)
@@ -690,8 +761,10 @@ class MMSSL(Recommender):
                 the discriminator's optimisers (:meth:`configure_optimizers`).
         """
         if len(optimizers) != 2:
-            raise ValueError('MMSSL.train_step needs the two optimisers of '
-                             f'configure_optimizers(), got {len(optimizers)}')
+            raise ValueError(
+                'MMSSL.train_step needs the two optimisers of '
+                f'configure_optimizers(), got {len(optimizers)}'
+            )
         optimizer, d_optimizer = optimizers
         distinct = batch[0].unique()
         d_optimizer.zero_grad(set_to_none=True)
@@ -700,8 +773,7 @@ class MMSSL(Recommender):
             return {'loss': d_loss.detach(), 'disc': d_loss.detach()}
         # Only the discriminator's weights: the gradient penalty's interpolated
         # input is a leaf that requires grad, whose own gradient is not used.
-        d_loss.backward(inputs=[p for p in self.discriminator.parameters()
-                                if p.requires_grad])
+        d_loss.backward(inputs=[p for p in self.discriminator.parameters() if p.requires_grad])
         d_optimizer.step()
 
         optimizer.zero_grad(set_to_none=True)
@@ -726,7 +798,9 @@ class MMSSL(Recommender):
 
     def __repr__(self) -> str:
         fixed = [k for k, v in self.release.items() if v]
-        return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
-                f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
-                f'topk={self.topk}, release={fixed}'
-                f"{', symmetric_norm=True' if self.symmetric_norm else ''})")
+        return (
+            f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
+            f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
+            f'topk={self.topk}, release={fixed}'
+            f'{", symmetric_norm=True" if self.symmetric_norm else ""})'
+        )

@@ -1,6 +1,7 @@
 r"""The two parts of :class:`~pyg_mentor.nn.models.MMSSL` besides the
 recommender itself: its :class:`Discriminator` and the state of its generated
 (modality-aware) user-item graphs, :class:`GeneratedGraphs`."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -35,8 +36,12 @@ class Discriminator(torch.nn.Module):
         - **output:** :math:`(N)`, in :math:`(0, 100)`
     """
 
-    def __init__(self, num_items: int, dropout: tuple[float, float] = (0.31, 0.5),
-                 negative_slope: float = 0.01):
+    def __init__(
+        self,
+        num_items: int,
+        dropout: tuple[float, float] = (0.31, 0.5),
+        negative_slope: float = 0.01,
+    ):
         super().__init__()
         h1, h2 = max(num_items // 4, 1), max(num_items // 8, 1)
         self.negative_slope = negative_slope
@@ -105,8 +110,10 @@ class GeneratedGraph(torch.nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_edges={self.edge_index.size(1)}, '
-                f'k={self.memory.size(1)}, pending={self.pending.size(1)})')
+        return (
+            f'{self.__class__.__name__}(num_edges={self.edge_index.size(1)}, '
+            f'k={self.memory.size(1)}, pending={self.pending.size(1)})'
+        )
 
 
 class GeneratedGraphs(torch.nn.Module):
@@ -144,9 +151,16 @@ class GeneratedGraphs(torch.nn.Module):
             :math:`k > 1`). (default: :obj:`False`)
     """
 
-    def __init__(self, modalities: Sequence[str], num_users: int, num_items: int,
-                 topk: int, period: int = 1, release_schedule: bool = False,
-                 release_pairing: bool = False):
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        num_users: int,
+        num_items: int,
+        topk: int,
+        period: int = 1,
+        release_schedule: bool = False,
+        release_pairing: bool = False,
+    ):
         super().__init__()
         if period < 1:
             raise ValueError(f'period must be >= 1, got {period}')
@@ -157,8 +171,7 @@ class GeneratedGraphs(torch.nn.Module):
         self.period = period
         self.release_schedule = release_schedule
         self.release_pairing = release_pairing
-        self.graphs = torch.nn.ModuleDict(
-            {m: GeneratedGraph(num_users) for m in self.modalities})
+        self.graphs = torch.nn.ModuleDict({m: GeneratedGraph(num_users) for m in self.modalities})
         self.reset()
 
     def reset(self) -> None:
@@ -195,25 +208,27 @@ class GeneratedGraphs(torch.nn.Module):
         modality."""
         graph = self.graphs[modality]
         edge_index = edge_index.to(graph.edge_index.device)
-        weight = torch.ones(edge_index.size(1), dtype=graph.weight.dtype,
-                            device=graph.weight.device)
+        weight = torch.ones(
+            edge_index.size(1), dtype=graph.weight.dtype, device=graph.weight.device
+        )
         if edge_index.numel() > 0:
-            edge_index, weight = coalesce(edge_index, weight, reduce='sum',
-                                          num_nodes=max(self.num_users, self.num_items))
+            edge_index, weight = coalesce(
+                edge_index, weight, reduce='sum', num_nodes=max(self.num_users, self.num_items)
+            )
         graph.edge_index, graph.weight = edge_index, weight
 
     def _install_memory(self, modality: str) -> None:
         top = self.graphs[modality].memory
         users = torch.arange(self.num_users, device=top.device)
-        self._install(modality, torch.stack([users.repeat_interleave(top.size(1)),
-                                             top.flatten()]))
+        self._install(modality, torch.stack([users.repeat_interleave(top.size(1)), top.flatten()]))
 
     def start_from(self, edge_index: Tensor) -> None:
         r"""The release's start: every graph is the training graph
         :obj:`edge_index` :obj:`[2, E]` (release schedule only)."""
         if not self.release_schedule:
-            raise RuntimeError('start_from() is the release schedule; the fixed '
-                               'one starts from refresh()')
+            raise RuntimeError(
+                'start_from() is the release schedule; the fixed one starts from refresh()'
+            )
         self.reset()
         for m in self.modalities:
             self._install(m, edge_index)
@@ -227,8 +242,10 @@ class GeneratedGraphs(torch.nn.Module):
             raise RuntimeError('refresh() is not part of the release schedule')
         for m in self.modalities:
             if top[m].shape != (self.num_users, min(self.topk, self.num_items)):
-                raise ValueError(f"The top-k items of '{m}' must be "
-                                 f'[{self.num_users}, {self.topk}], got {list(top[m].shape)}')
+                raise ValueError(
+                    f"The top-k items of '{m}' must be "
+                    f'[{self.num_users}, {self.topk}], got {list(top[m].shape)}'
+                )
             graph = self.graphs[m]
             graph.memory = top[m].to(graph.memory.device)
             self._install_memory(m)
@@ -248,8 +265,10 @@ class GeneratedGraphs(torch.nn.Module):
                 feature-branch scores :math:`\mathbf{Q}^m` :obj:`[B, I]`.
         """
         if not self.initialized:
-            raise RuntimeError('The generated graphs are not set up: run a forward '
-                               'pass or MMSSL.reset_generated_graphs(data) first')
+            raise RuntimeError(
+                'The generated graphs are not set up: run a forward '
+                'pass or MMSSL.reset_generated_graphs(data) first'
+            )
         if not self.release_schedule:
             for m in self.modalities:
                 self.graphs[m].memory[users] = self.topk_items(scores[m])
@@ -267,16 +286,20 @@ class GeneratedGraphs(torch.nn.Module):
             if idx % self.period != 0 or idx == 0:
                 if self.topk > 0:
                     top = self.topk_items(scores[m])
-                    pairs = torch.stack([users.repeat_interleave(top.size(1)),
-                                         top.flatten()]).to(graph.pending.device)
+                    pairs = torch.stack([users.repeat_interleave(top.size(1)), top.flatten()]).to(
+                        graph.pending.device
+                    )
                     graph.pending = torch.cat([graph.pending, pairs], dim=1)
             else:
                 self._install(m, graph.pending)
                 graph.pending = graph.pending.new_empty(2, 0)
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {'initialized': self.initialized, 'epoch_batch': self.epoch_batch,
-                'num_steps': self.num_steps}
+        return {
+            'initialized': self.initialized,
+            'epoch_batch': self.epoch_batch,
+            'num_steps': self.num_steps,
+        }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.initialized = bool(state['initialized'])
@@ -285,6 +308,8 @@ class GeneratedGraphs(torch.nn.Module):
 
     def __repr__(self) -> str:
         schedule = 'release' if self.release_schedule else 'fixed'
-        return (f'{self.__class__.__name__}(modalities={self.modalities}, '
-                f'topk={self.topk}, period={self.period}, schedule={schedule}'
-                f"{', release_pairing=True' if self.release_pairing else ''})")
+        return (
+            f'{self.__class__.__name__}(modalities={self.modalities}, '
+            f'topk={self.topk}, period={self.period}, schedule={schedule}'
+            f'{", release_pairing=True" if self.release_pairing else ""})'
+        )

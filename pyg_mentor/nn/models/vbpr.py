@@ -88,8 +88,7 @@ class VBPR(Recommender):
 
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs: Any) -> VBPR:
-        return cls(data[USER].num_nodes, data[ITEM].num_nodes,
-                   feature_dims('VBPR', data), **kwargs)
+        return cls(data[USER].num_nodes, data[ITEM].num_nodes, feature_dims('VBPR', data), **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_emb)
@@ -105,11 +104,15 @@ class VBPR(Recommender):
         features = item_features('VBPR', data, self.feature_dims, self.num_items)
         x = [features[m] for m in self.modalities]
         if items is None:
-            return torch.cat([node_rows(self.item_emb, data, ITEM),
-                              self.item_linear(torch.cat(x, -1).to(self.item_emb.dtype))], -1)
+            return torch.cat(
+                [
+                    node_rows(self.item_emb, data, ITEM),
+                    self.item_linear(torch.cat(x, -1).to(self.item_emb.dtype)),
+                ],
+                -1,
+            )
         x = torch.cat([f[items] for f in x], -1).to(self.item_emb.dtype)
-        return torch.cat([self.item_emb[global_index(items, data, ITEM)],
-                          self.item_linear(x)], -1)
+        return torch.cat([self.item_emb[global_index(items, data, ITEM)], self.item_linear(x)], -1)
 
     def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         return node_rows(self.user_emb, data, USER), self.item_embedding(data)
@@ -119,12 +122,14 @@ class VBPR(Recommender):
         items, inverse = torch.cat([pos, neg]).unique(return_inverse=True)
         item = self.item_embedding(data, items)
         u = self.user_emb[global_index(users, data, USER)]
-        p, n = item[inverse[:pos.numel()]], item[inverse[pos.numel():]]
+        p, n = item[inverse[: pos.numel()]], item[inverse[pos.numel() :]]
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         reg = self.reg_weight * embedding_norm_loss(u, p, n)
         return {'loss': bpr + reg, 'bpr': bpr, 'reg': reg}
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
-                f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
-                f'reg_weight={self.reg_weight})')
+        return (
+            f'{self.__class__.__name__}({self.num_users}, {self.num_items}, '
+            f'modalities={self.modalities}, embedding_dim={self.embedding_dim}, '
+            f'reg_weight={self.reg_weight})'
+        )

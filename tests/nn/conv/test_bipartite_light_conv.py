@@ -9,10 +9,12 @@ from pyg_mentor.nn.conv import BipartiteLightConv, bipartite_norm
 
 def random_bipartite(num_src=7, num_dst=5, num_edges=14, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    edge_index = torch.stack([
-        torch.randint(num_src, (num_edges,), generator=gen),
-        torch.randint(num_dst, (num_edges,), generator=gen),
-    ]).unique(dim=1)
+    edge_index = torch.stack(
+        [
+            torch.randint(num_src, (num_edges,), generator=gen),
+            torch.randint(num_dst, (num_edges,), generator=gen),
+        ]
+    ).unique(dim=1)
     return edge_index
 
 
@@ -42,10 +44,13 @@ def test_hetero_conv_equals_symmetric_dense_product(cached):
     edge_index = random_bipartite(num_users, num_items)
     x_user = torch.randn(num_users, 3, dtype=torch.float64, requires_grad=True)
     x_item = torch.randn(num_items, 3, dtype=torch.float64, requires_grad=True)
-    conv = HeteroConv({
-        ('user', 'rates', 'item'): BipartiteLightConv(cached=cached),
-        ('item', 'rated_by', 'user'): BipartiteLightConv(cached=cached),
-    }, aggr='sum')
+    conv = HeteroConv(
+        {
+            ('user', 'rates', 'item'): BipartiteLightConv(cached=cached),
+            ('item', 'rated_by', 'user'): BipartiteLightConv(cached=cached),
+        },
+        aggr='sum',
+    )
     edge_index_dict = {
         ('user', 'rates', 'item'): edge_index,
         ('item', 'rated_by', 'user'): edge_index.flip(0),
@@ -104,8 +109,7 @@ def test_sparse_adjacency_input():
     conv = BipartiteLightConv()
     expected = conv((x_src, x_dst), edge_index)
     assert torch.allclose(conv((x_src, x_dst), adj_t), expected, atol=1e-6)
-    assert torch.allclose(conv((x_src, x_dst), adj_t.to_sparse_csr()), expected,
-                          atol=1e-6)
+    assert torch.allclose(conv((x_src, x_dst), adj_t.to_sparse_csr()), expected, atol=1e-6)
 
 
 def test_sparse_tensor_input():
@@ -113,11 +117,11 @@ def test_sparse_tensor_input():
     edge_index = random_bipartite()
     x_src, x_dst = torch.randn(7, 3), torch.randn(5, 3)
     w = bipartite_norm(edge_index, 7, 5)
-    adj_t = torch_sparse.SparseTensor(row=edge_index[1], col=edge_index[0], value=w,
-                                      sparse_sizes=(5, 7))
+    adj_t = torch_sparse.SparseTensor(
+        row=edge_index[1], col=edge_index[0], value=w, sparse_sizes=(5, 7)
+    )
     conv = BipartiteLightConv()
-    assert torch.allclose(conv((x_src, x_dst), adj_t),
-                          conv((x_src, x_dst), edge_index), atol=1e-6)
+    assert torch.allclose(conv((x_src, x_dst), adj_t), conv((x_src, x_dst), edge_index), atol=1e-6)
 
 
 def test_cache_is_kept_for_the_same_graph_and_rebuilt_for_another():
@@ -170,5 +174,6 @@ def test_to_hetero():
     model = to_hetero(Net(), data.metadata(), aggr='sum')
     out = model(data.x_dict, data.edge_index_dict)
     expected = dense_norm_adj(edge_index, 7, 5).float() @ torch.cat(
-        [data['user'].x, data['item'].x])
+        [data['user'].x, data['item'].x]
+    )
     assert torch.allclose(torch.cat([out['user'], out['item']]), expected, atol=1e-6)

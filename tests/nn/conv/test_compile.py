@@ -1,6 +1,7 @@
 r"""The layers under ``torch.compile`` (PyG convention): same output and
 gradient as eager. The default suite traces them with the ``aot_eager``
 backend (Dynamo + AOTAutograd, seconds); the full Inductor build is a slow test."""
+
 import pytest
 import torch
 

@@ -13,7 +13,9 @@ def popularity_and_random():
         pop = torch.bincount(train[1], minlength=data['item'].num_nodes).float()
         g = torch.Generator().manual_seed(0)
         random = torch.rand(data['user'].num_nodes, data['item'].num_nodes, generator=g)
-        return (evaluator.evaluate(lambda u: pop.expand(u.numel(), -1).clone())['recall@20'],
-                evaluator.evaluate(lambda u: random[u])['recall@20'])
+        return (
+            evaluator.evaluate(lambda u: pop.expand(u.numel(), -1).clone())['recall@20'],
+            evaluator.evaluate(lambda u: random[u])['recall@20'],
+        )
 
     return baselines

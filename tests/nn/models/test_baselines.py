@@ -9,8 +9,7 @@ from pyg_mentor.nn.models import MFBPR, LightGCN, get_model_spec
 
 
 def tiny_graph():
-    edge_index = torch.tensor([[0, 0, 1, 2, 2, 3],
-                               [0, 1, 1, 2, 3, 0]])
+    edge_index = torch.tensor([[0, 0, 1, 2, 2, 3], [0, 1, 1, 2, 3, 0]])
     return 4, 5, edge_index  # Item 4 has no training edge.
 
 
@@ -28,15 +27,13 @@ def test_bpr_loss_values():
     pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
     expected = -(math.log(1 / (1 + math.exp(-1))) + math.log(1 / (1 + math.exp(1)))) / 2
     assert math.isclose(bpr_loss(pos, neg).item(), expected, rel_tol=1e-6)
-    assert math.isclose(bpr_loss(pos, neg, base=2).item(), expected / math.log(2),
-                        rel_tol=1e-6)
+    assert math.isclose(bpr_loss(pos, neg, base=2).item(), expected / math.log(2), rel_tol=1e-6)
 
 
 def test_embedding_norm_loss_is_mmrec_emb_loss():
     a, b = torch.ones(2, 3), 2 * torch.ones(2, 3)
     # (||a||_F + ||b||_F) / batch = (sqrt(6) + sqrt(24)) / 2
-    assert math.isclose(embedding_norm_loss(a, b).item(),
-                        (6**0.5 + 24**0.5) / 2, rel_tol=1e-6)
+    assert math.isclose(embedding_norm_loss(a, b).item(), (6**0.5 + 24**0.5) / 2, rel_tol=1e-6)
 
 
 def test_lightgcn_forward_equals_dense_layer_mean():
@@ -66,8 +63,7 @@ def test_lightgcn_takes_the_graph():
         a_hat = dense_norm_adj(edges, num_users, num_items)
         expected = (e + a_hat @ e + a_hat @ a_hat @ e) / 3
         user_out, item_out = model(user_item_data(num_users, num_items, edges))
-        assert torch.allclose(torch.cat([user_out, item_out]).detach(), expected,
-                              atol=1e-6)
+        assert torch.allclose(torch.cat([user_out, item_out]).detach(), expected, atol=1e-6)
 
 
 def test_lightgcn_loss_and_gradient():
@@ -80,8 +76,15 @@ def test_lightgcn_loss_and_gradient():
     pos = (u[[0, 2]] * i[[1, 3]]).sum(-1)
     neg = (u[[0, 2]] * i[[4, 0]]).sum(-1)
     bpr = -F.logsigmoid(pos - neg).mean()
-    reg = 0.1 * (model.user_emb[[0, 2]].norm() + model.item_emb[[1, 3]].norm()
-                 + model.item_emb[[4, 0]].norm()) / 2
+    reg = (
+        0.1
+        * (
+            model.user_emb[[0, 2]].norm()
+            + model.item_emb[[1, 3]].norm()
+            + model.item_emb[[4, 0]].norm()
+        )
+        / 2
+    )
     assert torch.allclose(terms['bpr'], bpr)
     assert torch.allclose(terms['reg'], reg)
     assert torch.allclose(terms['loss'], bpr + reg)
@@ -95,8 +98,10 @@ def test_mf_bpr_loss_and_scores():
     u, i = model.user_emb.weight, model.item_emb.weight
     pos = (u[[0, 1]] * i[[2, 3]]).sum(-1)
     neg = (u[[0, 1]] * i[[4, 4]]).sum(-1)
-    expected = -F.logsigmoid(pos - neg).mean() + 0.5 * (
-        u[[0, 1]].norm() + i[[2, 3]].norm() + i[[4, 4]].norm()) / 2
+    expected = (
+        -F.logsigmoid(pos - neg).mean()
+        + 0.5 * (u[[0, 1]].norm() + i[[2, 3]].norm() + i[[4, 4]].norm()) / 2
+    )
     assert torch.allclose(model.loss(None, batch)['loss'], expected)
     scores = model.scorer(None)(torch.tensor([3]))
     assert torch.allclose(scores, (u[3] @ i.t()).view(1, -1))

@@ -1,6 +1,7 @@
 r"""Every registered model moves across dtypes and devices with ``.to()`` and
 computes the same thing there (PyG convention: a model is a ``Module`` whose
 whole state follows it)."""
+
 import pytest
 import torch
 
@@ -9,8 +10,12 @@ from pyg_mentor.datasets.load import prepare_data
 from pyg_mentor.datasets.synthetic import make_planted
 from pyg_mentor.nn.models import MODELS, get_model_spec
 
-DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason='no CUDA device'))]
+DEVICES = [
+    'cpu',
+    pytest.param(
+        'cuda', marks=pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+    ),
+]
 get_model_spec('mf_bpr')  # fills the registry
 
 
@@ -24,8 +29,9 @@ def cast(data, device, dtype):
     data = data.to(device)
     for key in ('x_image', 'x_text'):
         data['item'][key] = data['item'][key].to(dtype)
-    data['item', 'similar', 'item'].edge_weight = (
-        data['item', 'similar', 'item'].edge_weight.to(dtype))
+    data['item', 'similar', 'item'].edge_weight = data['item', 'similar', 'item'].edge_weight.to(
+        dtype
+    )
     return data
 
 
@@ -53,8 +59,9 @@ def test_model_moves_to_float64_and_device(name, device, data):
     moved.train()
     optimizers = moved.configure_optimizers(1e-3)
     edges = data64['user', 'rates', 'item'].edge_index
-    batch = torch.stack([edges[0, :16], edges[1, :16],
-                         torch.arange(16, device=device) % data['item'].num_nodes])
+    batch = torch.stack(
+        [edges[0, :16], edges[1, :16], torch.arange(16, device=device) % data['item'].num_nodes]
+    )
     view = moved.on_epoch_start(data64, 0, torch.Generator().manual_seed(0))
     terms = moved.train_step(view, batch, optimizers)
     assert torch.isfinite(terms['loss']) and terms['loss'].dtype == torch.float64

@@ -9,8 +9,7 @@ from pyg_mentor.nn.models import FREEDOM, get_model_spec
 
 U, I, D = 6, 5, 4  # noqa: E741
 
-EDGES = torch.tensor([[0, 0, 1, 2, 2, 3, 4, 5, 5, 1, 3],
-                      [0, 1, 1, 2, 3, 0, 4, 3, 1, 2, 2]])
+EDGES = torch.tensor([[0, 0, 1, 2, 2, 3, 4, 5, 5, 1, 3], [0, 1, 1, 2, 3, 0, 4, 3, 1, 2, 2]])
 
 
 def tiny_inputs(num_modalities=2):
@@ -69,8 +68,10 @@ def test_epochs_train_on_a_fresh_pruned_view():
         view = model.on_epoch_start(data, seed, torch.Generator().manual_seed(seed))
         pruned = view['user', 'rates', 'item'].edge_index
         assert pruned.size(1) == int(EDGES.size(1) * 0.5)
-        assert torch.equal(view['item', 'rated_by', 'user'].edge_index.sort(dim=1)[0],
-                           pruned.flip(0).sort(dim=1)[0])
+        assert torch.equal(
+            view['item', 'rated_by', 'user'].edge_index.sort(dim=1)[0],
+            pruned.flip(0).sort(dim=1)[0],
+        )
         kept = set(map(tuple, pruned.t().tolist()))
         assert kept <= set(map(tuple, EDGES.t().tolist())) and len(kept) == pruned.size(1)
         user, item = model(view)
@@ -83,8 +84,9 @@ def test_epochs_train_on_a_fresh_pruned_view():
     # Same generator state, same graph (reproducible epochs); the data is untouched.
     first = model.on_epoch_start(data, 0, torch.Generator().manual_seed(7))
     again = model.on_epoch_start(data, 0, torch.Generator().manual_seed(7))
-    assert torch.equal(first['user', 'rates', 'item'].edge_index,
-                       again['user', 'rates', 'item'].edge_index)
+    assert torch.equal(
+        first['user', 'rates', 'item'].edge_index, again['user', 'rates', 'item'].edge_index
+    )
     assert torch.equal(data['user', 'rates', 'item'].edge_index, EDGES)
 
 
@@ -140,8 +142,13 @@ def test_registry_and_clear_errors():
     spec = get_model_spec('freedom')
     assert spec.cls is FREEDOM and FREEDOM.multimodal
     assert spec.grid == {'dropout': [0.8, 0.9], 'reg_weight': [0.0, 1e-5, 1e-4, 1e-3]}
-    for key, value in {'embedding_dim': 64, 'num_layers': 2, 'num_mm_layers': 1,
-                       'dropout': 0.8, 'reg_weight': 1e-4}.items():
+    for key, value in {
+        'embedding_dim': 64,
+        'num_layers': 2,
+        'num_mm_layers': 1,
+        'dropout': 0.8,
+        'reg_weight': 1e-4,
+    }.items():
         assert spec.model_defaults[key] == value
     assert spec.defaults == {'lr': 1e-3}
     with pytest.raises(ValueError, match='at least one modality'):
@@ -155,8 +162,9 @@ def test_from_data_takes_the_frozen_item_graph_prepared_with_faiss():
     from pyg_mentor.datasets.load import prepare_data
     from pyg_mentor.datasets.synthetic import make_planted
 
-    data = prepare_data(make_planted(num_users=60, num_items=30, seed=0),
-                        DataConfig(knn_k=3), item_graph=True)
+    data = prepare_data(
+        make_planted(num_users=60, num_items=30, seed=0), DataConfig(knn_k=3), item_graph=True
+    )
     model = FREEDOM.from_data(data, embedding_dim=8)
     assert model.modalities == ['image', 'text']
     # Every item receives k edges from each modality graph, weights 0.1/k and
@@ -175,10 +183,19 @@ def test_freedom_beats_mf_and_popularity_on_planted_data(popularity_and_random):
     from pyg_mentor.train import train_model
 
     data = make_planted(num_users=400, num_items=200, seed=0)
-    options = {'epochs': 15, 'progress': False, 'lr': 0.01, 'batch_size': 256,
-               'patience': 100, 'checkpoint': False, 'tensorboard': False}
-    valid = {model: train_model(model, data, options)['valid']['recall@20']
-             for model in ('mf_bpr', 'freedom')}
+    options = {
+        'epochs': 15,
+        'progress': False,
+        'lr': 0.01,
+        'batch_size': 256,
+        'patience': 100,
+        'checkpoint': False,
+        'tensorboard': False,
+    }
+    valid = {
+        model: train_model(model, data, options)['valid']['recall@20']
+        for model in ('mf_bpr', 'freedom')
+    }
     pop, random = popularity_and_random(data)
     # Measured: freedom 0.311, mf_bpr 0.191, popularity 0.248, random 0.124.
     assert valid['freedom'] > max(pop, random) + 0.04, (valid, pop, random)

@@ -1,5 +1,6 @@
 r"""MENTOR against a dense re-derivation written here from the reference
 (shared/reference/MENTOR_REFERENCE.md, sections 2-4), not from the model's helpers."""
+
 import itertools
 import math
 
@@ -15,8 +16,7 @@ U, I, D = 6, 5, 4  # noqa: E741  (users, items, width)
 
 def tiny_inputs(num_modalities=2, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    edge_index = torch.tensor([[0, 0, 1, 2, 2, 3, 4, 5, 5],
-                               [0, 1, 1, 2, 3, 0, 4, 3, 1]])
+    edge_index = torch.tensor([[0, 0, 1, 2, 2, 3, 4, 5, 5], [0, 1, 1, 2, 3, 0, 4, 3, 1]])
     names = ['image', 'text', 'audio'][:num_modalities]
     features = {m: torch.randn(I, 3 + j, generator=gen) for j, m in enumerate(names)}
     # A small weighted item graph, sources in row 0: S[i, j] = w(j -> i).
@@ -58,7 +58,7 @@ def dense_views(model, edge_index, features, graph):
     w = model.user_modality_weight.double()
 
     def fuse(suffix=''):
-        user = torch.cat([w[:, j:j + 1] * z[m + suffix][0] for j, m in enumerate(names)], 1)
+        user = torch.cat([w[:, j : j + 1] * z[m + suffix][0] for j, m in enumerate(names)], 1)
         item = torch.cat([z[m + suffix][1] for m in names], 1)
         return user, item + s @ item
 
@@ -67,8 +67,7 @@ def dense_views(model, edge_index, features, graph):
         user, item = user.repeat(1, len(names)), item.repeat(1, len(names))
         return user, item + s @ item
 
-    out = {'fused': fuse(), 'guide': repeat('id'), 'noise1': fuse('_n1'),
-           'noise2': fuse('_n2')}
+    out = {'fused': fuse(), 'guide': repeat('id'), 'noise1': fuse('_n1'), 'noise2': fuse('_n2')}
     out.update({m: repeat(m) for m in names})
     return out
 
@@ -108,8 +107,14 @@ def test_forward_equals_dense_rederivation(num_modalities):
 @pytest.mark.parametrize('num_modalities', [1, 2, 3])
 def test_loss_terms_equal_dense_rederivation(num_modalities):
     model, data, edge_index, features, graph = make_model(
-        num_modalities, reg_weight=0.3, align_weight=0.2, mask_weight=1.5,
-        cl_weight=0.7, temperature=0.4, cl_chunk_size=2)
+        num_modalities,
+        reg_weight=0.3,
+        align_weight=0.2,
+        mask_weight=1.5,
+        cl_weight=0.7,
+        temperature=0.4,
+        cl_chunk_size=2,
+    )
     batch = torch.tensor([[0, 2, 5], [1, 3, 3], [4, 0, 2]])
     terms = model.loss(data, batch)
     dense = dense_views(model, edge_index, features, graph)
@@ -126,17 +131,20 @@ def test_loss_terms_equal_dense_rederivation(num_modalities):
     assert torch.allclose(terms['reg'].double(), reg, rtol=1e-5)
 
     full = {k: torch.cat(dense[k]) for k in ['guide', 'fused', *names]}
-    align = sum(abs(full[a].var() - full[b].var()) + abs(full[a].mean() - full[b].mean())
-                for a, b in itertools.combinations(full, 2))
+    align = sum(
+        abs(full[a].var() - full[b].var()) + abs(full[a].mean() - full[b].mean())
+        for a, b in itertools.combinations(full, 2)
+    )
     assert torch.allclose(terms['align'].double(), 0.2 * align, rtol=1e-5)
 
     m_w, m_b = model.mask_map.weight.double(), model.mask_map.bias.double()
-    mask = sum(1 - F.cosine_similarity(x, x @ m_w.t() + m_b, dim=1).mean()
-               for x in dense['fused'])
+    mask = sum(1 - F.cosine_similarity(x, x @ m_w.t() + m_b, dim=1).mean() for x in dense['fused'])
     assert torch.allclose(terms['mask'].double(), 1.5 * mask, rtol=1e-5)
 
-    cl = 0.7 * (dense_info_nce(dense['noise1'][0], dense['noise2'][0], 0.4)
-                + dense_info_nce(dense['noise1'][1], dense['noise2'][1], 0.4))
+    cl = 0.7 * (
+        dense_info_nce(dense['noise1'][0], dense['noise2'][0], 0.4)
+        + dense_info_nce(dense['noise1'][1], dense['noise2'][1], 0.4)
+    )
     assert torch.allclose(terms['cl'].double(), cl, rtol=1e-5)
     total = terms['bpr'] + terms['reg'] + terms['align'] + terms['mask'] + terms['cl']
     assert torch.allclose(terms['loss'], total)
@@ -162,8 +170,9 @@ def test_cl_scope_batch_uses_batch_rows_only():
     batch = torch.tensor([[0, 2, 2], [1, 3, 3], [4, 0, 1]])
     dense = dense_views(model, edge_index, features, graph)
     users, items = torch.tensor([0, 2]), torch.tensor([0, 1, 3, 4])
-    expected = (dense_info_nce(dense['noise1'][0][users], dense['noise2'][0][users], 0.2)
-                + dense_info_nce(dense['noise1'][1][items], dense['noise2'][1][items], 0.2))
+    expected = dense_info_nce(
+        dense['noise1'][0][users], dense['noise2'][0][users], 0.2
+    ) + dense_info_nce(dense['noise1'][1][items], dense['noise2'][1][items], 0.2)
     assert torch.allclose(model.loss(data, batch)['cl'].double(), expected, rtol=1e-5)
 
 
@@ -209,9 +218,16 @@ def test_from_data_takes_the_item_graph_prepared_with_faiss():
     graph = data['item', 'similar', 'item']
     row_sum = torch.zeros(30).index_add_(0, graph.edge_index[1], graph.edge_weight)
     assert torch.allclose(row_sum, torch.ones(30), atol=1e-6)
-    loss = model.loss(data, torch.stack([data['user', 'rates', 'item'].edge_index[0, :8],
-                                   data['user', 'rates', 'item'].edge_index[1, :8],
-                                   torch.arange(8)]))['loss']
+    loss = model.loss(
+        data,
+        torch.stack(
+            [
+                data['user', 'rates', 'item'].edge_index[0, :8],
+                data['user', 'rates', 'item'].edge_index[1, :8],
+                torch.arange(8),
+            ]
+        ),
+    )['loss']
     assert torch.isfinite(loss)
 
 
@@ -235,9 +251,18 @@ def test_mentor_beats_lightgcn_and_mf_on_planted_data():
     from pyg_mentor.train import train_model
 
     data = make_planted(num_users=400, num_items=200, seed=0)
-    options = {'epochs': 12, 'progress': False, 'lr': 0.01, 'batch_size': 256,
-               'patience': 100, 'checkpoint': False, 'valid_metric': 'recall@20'}
-    valid = {model: train_model(model, data, options)['valid']['recall@20']
-             for model in ('mf_bpr', 'lightgcn', 'mentor')}
+    options = {
+        'epochs': 12,
+        'progress': False,
+        'lr': 0.01,
+        'batch_size': 256,
+        'patience': 100,
+        'checkpoint': False,
+        'valid_metric': 'recall@20',
+    }
+    valid = {
+        model: train_model(model, data, options)['valid']['recall@20']
+        for model in ('mf_bpr', 'lightgcn', 'mentor')
+    }
     assert valid['mentor'] > valid['lightgcn'] + 0.01, valid
     assert valid['mentor'] > valid['mf_bpr'] + 0.01, valid

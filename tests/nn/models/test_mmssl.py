@@ -2,6 +2,7 @@ r"""MMSSL against dense re-derivations written here from the reference
 (shared/reference/MMSSL_AND_EVAL_PROTOCOL.md, part A), not from the model's
 helpers; the fixed and the release-compatible variants both, and where the
 release is wrong a test that shows the difference."""
+
 import copy
 import math
 import random
@@ -18,8 +19,7 @@ from pyg_mentor.nn.models.mmssl_modules import Discriminator, GeneratedGraph
 from pyg_mentor.typing import ITEM, RATED_BY, RATES, USER
 
 U, I, D = 6, 8, 8  # noqa: E741  (users, items, width); I / 8 = 1 keeps D valid
-EDGE_INDEX = torch.tensor([[0, 0, 1, 2, 2, 3, 4, 5, 5, 1],
-                           [0, 1, 1, 2, 3, 0, 4, 3, 1, 5]])
+EDGE_INDEX = torch.tensor([[0, 0, 1, 2, 2, 3, 4, 5, 5, 1], [0, 1, 1, 2, 3, 0, 4, 3, 1, 5]])
 
 
 def tiny_data(edge_index=EDGE_INDEX):
@@ -142,8 +142,9 @@ def dense_disc(disc, x, slope):
         x = x @ lin[j].weight.double().t() + lin[j].bias.double()
         x = torch.where(x > 0, x, slope * x)
         bn = bns[j]
-        x = ((x - bn.running_mean.double()) / (bn.running_var.double() + bn.eps).sqrt()
-             * bn.weight.double() + bn.bias.double())
+        x = (x - bn.running_mean.double()) / (
+            bn.running_var.double() + bn.eps
+        ).sqrt() * bn.weight.double() + bn.bias.double()
     x = x @ lin[2].weight.double().t() + lin[2].bias.double()
     return 100 * torch.sigmoid(x).view(-1)
 
@@ -157,6 +158,7 @@ def dense_grace(a, p, tau, eps=1e-8):
 
 
 # Graph normalisation and construction #########################################
+
 
 @pytest.mark.parametrize('one_sided', [False, True])
 def test_graph_weights_match_dense(one_sided):
@@ -198,9 +200,13 @@ def test_generated_graph_is_every_users_topk():
 
 def test_release_pairing_scrambles_pairs():
     users = torch.tensor([3, 0, 5])
-    scores = torch.tensor([[0.9, 0.8, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],
-                           [0.0, 0.0, 0.9, 0.8, 0.0, 0.0, 0.0, 0.0],
-                           [0.0, 0.0, 0.0, 0.0, 0.9, 0.8, 0.0, 0.0]])
+    scores = torch.tensor(
+        [
+            [0.9, 0.8, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.9, 0.8, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.9, 0.8, 0.0, 0.0],
+        ]
+    )
     top = {3: {0, 1}, 0: {2, 3}, 5: {4, 5}}
     # Release: tile(users, k) against the row-major top-k, pair j is
     # (users[j % 3], flat[j]) with flat = [0, 1, 2, 3, 4, 5].
@@ -252,16 +258,17 @@ def test_topk_is_zero_on_baby_in_the_release_only():
 
 # Forward pass #################################################################
 
-@pytest.mark.parametrize('release,symmetric', [(False, False), (False, True),
-                                               (True, False), (True, True)])
+
+@pytest.mark.parametrize(
+    'release,symmetric', [(False, False), (False, True), (True, False), (True, True)]
+)
 def test_forward_matches_dense(release, symmetric):
     model, data = tiny(release_compat=release, symmetric_norm=symmetric)
     if release:  # a non-trivial (scrambled) generated graph
         model.reset_generated_graphs(data)
         model.on_epoch_start(data, 0, torch.Generator())
         for _ in range(2):
-            model.generated.update(torch.arange(U), {m: torch.rand(U, I)
-                                                     for m in model.modalities})
+            model.generated.update(torch.arange(U), {m: torch.rand(U, I) for m in model.modalities})
     model.eval()
     out = model.embed(data)
     ref = dense_forward(model, EDGE_INDEX, features_of(data), release, symmetric)
@@ -283,8 +290,7 @@ def test_the_graph_is_an_argument():
     model(data)
     keep = torch.tensor([0, 1, 2, 4, 6, 7, 8])
     sub = tiny_data(EDGE_INDEX[:, keep])
-    for graph, edge_index in ((data, EDGE_INDEX), (sub, EDGE_INDEX[:, keep]),
-                              (data, EDGE_INDEX)):
+    for graph, edge_index in ((data, EDGE_INDEX), (sub, EDGE_INDEX[:, keep]), (data, EDGE_INDEX)):
         user, item = model(graph)
         ref = dense_forward(model, edge_index, features_of(graph))
         assert torch.allclose(user.double(), ref['user'], atol=1e-5)
@@ -320,20 +326,19 @@ def test_release_attention_collapses_to_one_linear_map():
     model.release['attention'] = True
     released = model.attention(s)
     assert torch.allclose(released, s @ w_prime, atol=1e-5)
-    assert torch.allclose(released.double(), dense_attention(model, s.double(), True),
-                          atol=1e-5)
+    assert torch.allclose(released.double(), dense_attention(model, s.double(), True), atol=1e-5)
     with torch.no_grad():
         model.w_q.mul_(3)
     assert torch.allclose(model.attention(s), released, atol=1e-5)
     # Fixed: a real attention over modalities, which depends on W_q and W_k.
     model.release['attention'] = False
     fixed = model.attention(s)
-    assert torch.allclose(fixed.double(), dense_attention(model, s.double(), False),
-                          atol=1e-5)
+    assert torch.allclose(fixed.double(), dense_attention(model, s.double(), False), atol=1e-5)
     assert not torch.allclose(fixed, released, atol=1e-3)
 
 
 # Losses #######################################################################
+
 
 @pytest.mark.parametrize('chunk_size', [None, 3, 64])
 def test_grace_nce_matches_dense_with_gradients(chunk_size):
@@ -360,8 +365,7 @@ def test_discriminator_matches_dense(slope):
     x = torch.randn(5, I, dtype=torch.float64)
     assert torch.allclose(disc.double()(x), dense_disc(disc, x, slope))
     if slope == 1.0:  # the release's LeakyReLU(True): the net is affine
-        a, b = torch.randn(1, I, dtype=torch.float64), torch.randn(1, I,
-                                                                   dtype=torch.float64)
+        a, b = torch.randn(1, I, dtype=torch.float64), torch.randn(1, I, dtype=torch.float64)
         logit = lambda z: torch.logit(disc(z) / 100)  # noqa: E731
         mid = logit((a + b) / 2)
         assert torch.allclose(mid, (logit(a) + logit(b)) / 2, atol=1e-6)
@@ -379,8 +383,7 @@ def test_discriminator_loss_matches_dense(release):
     ref = dense_forward(model, EDGE_INDEX, features_of(data), release)
     rows = dense_r(EDGE_INDEX)[users]
     fused = u_sim(ref['user'][users], ref['item'], rows)
-    fake = torch.cat([u_sim(ref['h_u'][m][users], ref['h_i'][m], rows)
-                      for m in model.modalities])
+    fake = torch.cat([u_sim(ref['h_u'][m][users], ref['h_i'][m], rows) for m in model.modalities])
     torch.manual_seed(1)
     noise = torch.rand(3, I).double()
     alpha = torch.rand(6, 1).double()
@@ -391,10 +394,11 @@ def test_discriminator_loss_matches_dense(release):
     slope = 1.0 if release else 0.01
     disc = model.discriminator.double()
     x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    grad, = torch.autograd.grad(dense_disc(disc, x, slope).sum(), x)
+    (grad,) = torch.autograd.grad(dense_disc(disc, x, slope).sum(), x)
     gp = ((grad.norm(dim=1) - 1) ** 2).mean()
-    expected = (-dense_disc(disc, real, slope).mean() + dense_disc(disc, fake, slope).mean()
-                + 0.3 * gp)
+    expected = (
+        -dense_disc(disc, real, slope).mean() + dense_disc(disc, fake, slope).mean() + 0.3 * gp
+    )
     assert ours.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
@@ -410,18 +414,27 @@ def test_recommender_loss_matches_dense(release):
     u, ip, ineg = ref['user'][users], ref['item'][pos], ref['item'][neg]
     bpr = -torch.log(torch.sigmoid((u * ip).sum(1) - (u * ineg).sum(1))).mean()
     emb = 1e-5 * 0.5 * (u.pow(2).sum() + ip.pow(2).sum() + ineg.pow(2).sum()) / 4
-    feat = 1e-5 * 0.5 * sum(ref['h_u'][m].pow(2).sum() + ref['h_i'][m].pow(2).sum()
-                            for m in model.modalities) / I
+    feat = (
+        1e-5
+        * 0.5
+        * sum(ref['h_u'][m].pow(2).sum() + ref['h_i'][m].pow(2).sum() for m in model.modalities)
+        / I
+    )
     distinct = torch.tensor([0, 2, 5])
     rows = dense_r(EDGE_INDEX)[distinct]
-    gen = torch.cat([u_sim(ref['h_u'][m][distinct], ref['h_i'][m], rows)
-                     for m in model.modalities])
-    adv = -dense_disc(model.discriminator.double(), gen,
-                      1.0 if release else 0.01).mean()
-    cl = sum(dense_grace(ref['p_u'][m][distinct], ref['user'][distinct], 0.5)
-             for m in model.modalities)
-    expected = {'bpr': bpr, 'emb': emb, 'feat': feat, 'cl': cl, 'adv': adv,
-                'loss': bpr + emb + feat + 0.03 * cl + 1e-4 * adv}
+    gen = torch.cat([u_sim(ref['h_u'][m][distinct], ref['h_i'][m], rows) for m in model.modalities])
+    adv = -dense_disc(model.discriminator.double(), gen, 1.0 if release else 0.01).mean()
+    cl = sum(
+        dense_grace(ref['p_u'][m][distinct], ref['user'][distinct], 0.5) for m in model.modalities
+    )
+    expected = {
+        'bpr': bpr,
+        'emb': emb,
+        'feat': feat,
+        'cl': cl,
+        'adv': adv,
+        'loss': bpr + emb + feat + 0.03 * cl + 1e-4 * adv,
+    }
     for key, value in expected.items():
         assert terms[key].item() == pytest.approx(value.item(), rel=1e-4, abs=1e-9), key
 
@@ -468,8 +481,9 @@ def test_configure_optimizers_is_the_release_adamw_and_its_adam_for_d():
     assert optimizer.defaults['lr'] == 1e-2
     assert optimizer.defaults['weight_decay'] == 0.01  # PyTorch's AdamW default
     assert type(d_optimizer) is torch.optim.Adam
-    assert ([p for g in d_optimizer.param_groups for p in g['params']]
-            == list(model.discriminator.parameters()))
+    assert [p for g in d_optimizer.param_groups for p in g['params']] == list(
+        model.discriminator.parameters()
+    )
     assert d_optimizer.defaults['lr'] == 2e-4
     assert d_optimizer.defaults['betas'] == (0.5, 0.9)
     assert d_optimizer.defaults['weight_decay'] == 0
@@ -494,23 +508,24 @@ def test_train_step_with_adamw_equals_the_hand_written_decay(release):
     twin.train()
     d_before = [p.detach().clone() for p in model.discriminator.parameters()]
     optimizers = model.configure_optimizers(1e-2)
-    twin_optimizers = [HandDecayAdam(recommender_parameters(twin), 1e-2, 0.01),
-                       torch.optim.Adam(twin.discriminator.parameters(), lr=3e-4,
-                                        betas=(0.5, 0.9))]
+    twin_optimizers = [
+        HandDecayAdam(recommender_parameters(twin), 1e-2, 0.01),
+        torch.optim.Adam(twin.discriminator.parameters(), lr=3e-4, betas=(0.5, 0.9)),
+    ]
     for step in range(3):
         _seed(step)
         terms = model.train_step(data, BATCH, optimizers)
         _seed(step)
         twin_terms = twin.train_step(data, BATCH, twin_optimizers)
         assert {k: v.item() for k, v in terms.items()} == {
-            k: v.item() for k, v in twin_terms.items()}
+            k: v.item() for k, v in twin_terms.items()
+        }
     assert set(terms) >= {'loss', 'bpr', 'cl', 'adv', 'disc'}
     for (name, p), q in zip(model.state_dict().items(), twin.state_dict().values()):
         if isinstance(p, torch.Tensor):
             assert torch.equal(p, q), name
     # D moved (its own step) and never received the recommender's update.
-    assert any(not torch.equal(a, b) for a, b in
-               zip(d_before, model.discriminator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, model.discriminator.parameters()))
     assert all(p not in optimizers[0].state for p in model.discriminator.parameters())
     assert len(optimizers[1].state) == len(list(model.discriminator.parameters()))
 
@@ -526,8 +541,7 @@ def test_train_step_discriminator_gradient_is_its_own_loss_only():
     twin.train()
     params = list(twin.discriminator.parameters())
     _seed(0)
-    expected = torch.autograd.grad(twin.discriminator_loss(data, BATCH[0].unique()),
-                                   params)
+    expected = torch.autograd.grad(twin.discriminator_loss(data, BATCH[0].unique()), params)
     _seed(0)
     model.train_step(data, BATCH, model.configure_optimizers(1e-2))
     for p, g in zip(model.discriminator.parameters(), expected):
@@ -561,7 +575,7 @@ def test_state_dict_resumes_exactly(release):
     for (name, p), q in zip(model.state_dict().items(), other.state_dict().values()):
         if isinstance(p, torch.Tensor):
             assert torch.equal(p, q), name
-    assert (model.generated.get_extra_state() == other.generated.get_extra_state())
+    assert model.generated.get_extra_state() == other.generated.get_extra_state()
     for m in model.modalities:
         for a, b in zip(model.generated.graph(m), other.generated.graph(m)):
             assert torch.equal(a, b)
@@ -570,8 +584,7 @@ def test_state_dict_resumes_exactly(release):
 def test_generated_graph_state_is_in_the_state_dict():
     model, data = tiny(release_compat=True)
     model.reset_generated_graphs(data)
-    model.generated.update(torch.arange(U), {m: torch.rand(U, I)
-                                             for m in model.modalities})
+    model.generated.update(torch.arange(U), {m: torch.rand(U, I) for m in model.modalities})
     state = model.state_dict()
     for m in model.modalities:
         edge_index, weight = model.generated.graph(m)
@@ -579,20 +592,32 @@ def test_generated_graph_state_is_in_the_state_dict():
         assert torch.equal(state[f'generated.graphs.{m}.weight'], weight)
         # Release schedule, idx 0: U * k pairs accumulated for the next rebuild.
         assert state[f'generated.graphs.{m}.pending'].shape == (2, U * 2)
-    assert state['generated._extra_state'] == {'initialized': True, 'epoch_batch': 1,
-                                               'num_steps': 0}
+    assert state['generated._extra_state'] == {
+        'initialized': True,
+        'epoch_batch': 1,
+        'num_steps': 0,
+    }
     # A lone graph loads buffers of any size, in its own dtype.
     graph = GeneratedGraph(U).double()
-    graph.load_state_dict({'edge_index': torch.tensor([[0, 1], [2, 3]]),
-                           'weight': torch.tensor([1.0, 2.0]),
-                           'memory': torch.zeros(U, 3, dtype=torch.long),
-                           'pending': torch.empty(2, 0, dtype=torch.long)})
+    graph.load_state_dict(
+        {
+            'edge_index': torch.tensor([[0, 1], [2, 3]]),
+            'weight': torch.tensor([1.0, 2.0]),
+            'memory': torch.zeros(U, 3, dtype=torch.long),
+            'pending': torch.empty(2, 0, dtype=torch.long),
+        }
+    )
     assert graph.weight.dtype == torch.float64 and graph.weight.tolist() == [1.0, 2.0]
     assert graph.memory.shape == (U, 3)
 
 
-DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason='CUDA is not available'))]
+DEVICES = [
+    'cpu',
+    pytest.param(
+        'cuda',
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA is not available'),
+    ),
+]
 
 
 @pytest.mark.parametrize('device', DEVICES)
@@ -647,8 +672,7 @@ def test_rejects_bad_inputs():
         MMSSL(U, I, {'audio': 4}, embedding_dim=D, num_heads=2)(data)
     model, data = tiny()
     with pytest.raises(RuntimeError, match='reset_generated_graphs'):
-        model.generated.update(torch.arange(U), {m: torch.rand(U, I)
-                                                 for m in model.modalities})
+        model.generated.update(torch.arange(U), {m: torch.rand(U, I) for m in model.modalities})
 
 
 def test_registered_with_release_defaults():
@@ -667,6 +691,7 @@ def test_registered_with_release_defaults():
 
 # Training #####################################################################
 
+
 def test_training_beats_random_and_popularity_and_resumes(tmp_path):
     from pyg_mentor.datasets.synthetic import make_planted
     from pyg_mentor.evaluation import Evaluator
@@ -675,14 +700,22 @@ def test_training_beats_random_and_popularity_and_resumes(tmp_path):
     # Without planted popularity, so that beating popularity needs the
     # planted user/item factors.
     data = make_planted(num_users=400, num_items=300, popularity=0.0, seed=0)
-    options = {'epochs': 6, 'progress': False, 'tensorboard': False, 'lr': 0.01,
-               'batch_size': 256, 'patience': 100, 'graph_topk_rate': 0.02}
+    options = {
+        'epochs': 6,
+        'progress': False,
+        'tensorboard': False,
+        'lr': 0.01,
+        'batch_size': 256,
+        'patience': 100,
+        'graph_topk_rate': 0.02,
+    }
     full = train_model('mmssl', data, options, tmp_path / 'full')
     ours = full['valid']['recall@20']
     count = torch.bincount(data[RATES].edge_index[1], minlength=data[ITEM].num_nodes)
     evaluator = Evaluator(data, 'valid', ks=(20,))
-    popularity = evaluator.evaluate(
-        lambda users: count.float().expand(users.numel(), -1).clone())['recall@20']
+    popularity = evaluator.evaluate(lambda users: count.float().expand(users.numel(), -1).clone())[
+        'recall@20'
+    ]
     chance = 20 / data[ITEM].num_nodes
     assert ours > 1.5 * popularity and ours > 3 * chance, (ours, popularity, chance)
 
@@ -721,6 +754,9 @@ def test_user_batches_sample_like_the_release():
     from pyg_mentor.datasets.synthetic import make_planted
 
     data = make_planted(num_users=60, num_items=30, seed=0)
-    out = train_model('mmssl', data, {'epochs': 1, 'progress': False, 'checkpoint': False,
-                                      'sampler': 'users', 'batch_size': 32})
+    out = train_model(
+        'mmssl',
+        data,
+        {'epochs': 1, 'progress': False, 'checkpoint': False, 'sampler': 'users', 'batch_size': 32},
+    )
     assert out['status'] == 'max_epochs' and out['train_config']['sampler'] == 'users'

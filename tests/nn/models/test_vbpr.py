@@ -1,4 +1,5 @@
 r"""VBPR against a dense re-derivation of MMRec's VBPR written here."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,10 +97,19 @@ def test_vbpr_beats_popularity_and_mf_on_planted_data(popularity_and_random):
     from pyg_mentor.train import train_model
 
     data = make_planted(num_users=400, num_items=200, seed=0)
-    options = {'epochs': 15, 'progress': False, 'lr': 0.01, 'batch_size': 256,
-               'patience': 100, 'checkpoint': False, 'tensorboard': False}
-    valid = {model: train_model(model, data, options)['valid']['recall@20']
-             for model in ('mf_bpr', 'vbpr')}
+    options = {
+        'epochs': 15,
+        'progress': False,
+        'lr': 0.01,
+        'batch_size': 256,
+        'patience': 100,
+        'checkpoint': False,
+        'tensorboard': False,
+    }
+    valid = {
+        model: train_model(model, data, options)['valid']['recall@20']
+        for model in ('mf_bpr', 'vbpr')
+    }
     pop, random = popularity_and_random(data)
     # Measured: vbpr 0.364, mf_bpr 0.191, popularity 0.248, random 0.124.
     assert valid['vbpr'] > max(pop, random) + 0.08, (valid, pop, random)
