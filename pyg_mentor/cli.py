@@ -25,6 +25,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -137,10 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         action='store_true',
         help='continue from OUT/last.pt; skip finished trials. Refused if '
         'the model, the dataset content or an option other than '
-        'epochs, patience, progress, tensorboard, device changed',
+        'epochs, patience, progress, tensorboard, device, eval_batch_size changed',
     )
     train.add_argument(
         '--overwrite', action='store_true', help='replace a run already in --out (default: refuse)'
+    )
+    train.add_argument(
+        '--nproc',
+        type=int,
+        default=None,
+        metavar='N',
+        help='train on N processes of this machine (torch.distributed: gloo on the '
+        'CPU, NCCL with device=cuda, one GPU each), each on its shard of every batch; '
+        'the same run as one process up to float rounding (see '
+        'pyg_mentor.distributed). torchrun ... -m pyg_mentor.cli train works too',
     )
     train.add_argument(
         '--allow-sparse-ids',
@@ -422,6 +433,21 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def child_argv(argv: Sequence[str], debug: bool = False) -> list[str]:
+    r"""The command line of the processes ``train --nproc N`` starts: its own,
+    without ``--nproc``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == '--nproc':
+            skip = True
+        elif not arg.startswith('--nproc='):
+            out.append(arg)
+    return out + (['--debug'] if debug else [])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pyg_mentor.config import check_device, expand_grid
     from pyg_mentor.datasets.load import (
@@ -430,28 +456,48 @@ def cmd_train(args: argparse.Namespace) -> int:
         item_graph_cache_dir,
         load_dataset,
     )
+    from pyg_mentor.distributed import env_rank, launch, process_group
     from pyg_mentor.nn.models.base import get_model_spec
     from pyg_mentor.run_folder import RunFolderError, holds_run
     from pyg_mentor.train import train_model
 
+    env = env_rank()
+    rank = env[0] if env is not None else 0
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise ValueError(f'--nproc must be >= 1, got {args.nproc}')
+        if env is not None:
+            raise ValueError(
+                '--nproc starts its processes itself: not under torchrun (which '
+                'starts them; drop --nproc)'
+            )
     # Cheap checks first, before the dataset is loaded; nothing is written
     # into --out before every check passed (train_model writes run.json).
     options = resolve_options(args)
     spec = get_model_spec(args.model)
-    for trial in expand_grid(spec.cls, {**spec.defaults, **options}):
+    trials = expand_grid(spec.cls, {**spec.defaults, **options})
+    for trial in trials:
         check_device(trial.train.device)
+    devices = {trial.train.device for trial in trials}
     out = Path(args.out or f'runs/{args.model}-{args.dataset}')
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out '{out}' is an existing file, not a folder")
-    if args.resume and args.overwrite:
-        raise ValueError(
-            '--resume continues the run in --out, --overwrite replaces it: give one of them'
-        )
-    if holds_run(out) and not (args.resume or args.overwrite):
-        raise RunFolderError(
-            f"--out '{out}' already holds a run: --resume continues it, --overwrite "
-            'replaces it, or choose another --out'
-        )
+    if rank == 0:  # (the other ranks: checked by rank 0 or the launcher)
+        if out.exists() and not out.is_dir():
+            raise RunFolderError(f"--out '{out}' is an existing file, not a folder")
+        if args.resume and args.overwrite:
+            raise ValueError(
+                '--resume continues the run in --out, --overwrite replaces it: give one of them'
+            )
+        if holds_run(out) and not (args.resume or args.overwrite):
+            raise RunFolderError(
+                f"--out '{out}' already holds a run: --resume continues it, --overwrite "
+                'replaces it, or choose another --out'
+            )
+    if len(devices) > 1 and ((args.nproc or 1) > 1 or (env is not None and env[1] > 1)):
+        raise ValueError(f'multi-process training needs one device for all trials, got {devices}')
+    if args.nproc is not None and args.nproc > 1:
+        return launch(child_argv(args.argv, args.debug), args.nproc)
+    if rank > 0 and not args.verbose:
+        logging.getLogger('pyg_mentor').setLevel(logging.WARNING)
     data = load_dataset(
         args.dataset,
         args.root,
@@ -470,18 +516,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         'surrogate_features': args.surrogate_features,
         'allow_sparse_ids': args.allow_sparse_ids,
     }
-    result = train_model(
-        args.model,
-        data,
-        options,
-        out,
-        resume=args.resume,
-        dataset=args.dataset,
-        data_cache=item_graph_cache_dir(args.dataset, args.root),
-        source=source,
-    )
-    _print_result(result)
-    print(f'metrics: {out / "metrics.json"}')
+    with process_group(devices.pop()) as group:
+        result = train_model(
+            args.model,
+            data,
+            options,
+            out,
+            resume=args.resume,
+            dataset=args.dataset,
+            data_cache=item_graph_cache_dir(args.dataset, args.root),
+            source=source,
+            process_group=group,
+        )
+    if rank == 0:
+        _print_result(result)
+        print(f'metrics: {out / "metrics.json"}')
     return EXIT_NAN if result.get('status') == 'nan_loss' else 0
 
 
@@ -896,6 +945,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         'prepare': cmd_prepare,
         'features': cmd_features,
     }
+    # A process of `train --nproc` / torchrun: its rank in its messages.
+    rank = int(os.environ.get('RANK', '0')) if int(os.environ.get('WORLD_SIZE', '1')) > 1 else 0
+    prefix = f'pyg-mentor [rank {rank}]' if rank > 0 else 'pyg-mentor'
     try:
         return commands[args.command](args)
     except (KeyError, ValueError, OSError, CheckoutRequiredError) as e:
@@ -906,13 +958,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         if isinstance(e, OSError) and e.filename is not None and e.strerror:
             msg = f'{e.filename}: {e.strerror}'
-        print(f'pyg-mentor: error: {msg}', file=sys.stderr)
+        print(f'{prefix}: error: {msg}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:
             raise
-        hint = ': `--resume` continues the run' if args.command == 'train' else ''
-        print(f'pyg-mentor: interrupted{hint}', file=sys.stderr)
+        if rank == 0:
+            hint = ': `--resume` continues the run' if args.command == 'train' else ''
+            print(f'{prefix}: interrupted{hint}', file=sys.stderr)
         return 130
 
 

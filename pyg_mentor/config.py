@@ -49,7 +49,11 @@ class TrainConfig:
         lr (float): Adam learning rate (MMRec: 1e-3; MENTOR: 1e-4).
         weight_decay (float): Adam weight decay (MMRec: 0).
         batch_size (int): Training interactions per batch (MMRec: 2048).
-        eval_batch_size (int): Users per evaluation batch (MMRec: 4096).
+        eval_batch_size (int or str): Users per evaluation chunk (MMRec: 4096),
+            or ``'auto'``: as many as fit in a quarter of the available
+            memory, at most 4096 (:func:`~pyg_mentor.evaluation.auto_batch_size`;
+            with a million items, a few hundred users per chunk). Results do
+            not depend on it.
         ks (tuple[int, ...]): Cut-offs of the metrics (MMRec: 5, 10, 20, 50).
         valid_metric (str): Early-stopping metric (MMRec: ``recall@20``;
             MENTOR: ``recall@10``), rounded to 4 decimals before comparison.
@@ -95,7 +99,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 2048
-    eval_batch_size: int = 4096
+    eval_batch_size: int | Literal['auto'] = 'auto'
     ks: tuple[int, ...] = (5, 10, 20, 50)
     valid_metric: str = 'recall@20'
     patience: int = 20
@@ -145,7 +149,7 @@ class TrainConfig:
         if self.select_on not in SELECT_ON:
             raise ValueError(f"select_on must be one of {SELECT_ON}, got '{self.select_on}'")
         for key in ('epochs', 'batch_size', 'eval_batch_size'):
-            if getattr(self, key) < 1:
+            if getattr(self, key) != 'auto' and getattr(self, key) < 1:
                 raise ValueError(f'{key} must be >= 1, got {getattr(self, key)}')
         if self.patience < 0:
             raise ValueError(f'patience must be >= 0, got {self.patience}')

@@ -60,7 +60,10 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -83,7 +86,10 @@ __all__ = [
     'topk_metrics',
     'mmssl_metrics',
     'PROTOCOLS',
+    'MetricSums',
     'Evaluator',
+    'available_memory',
+    'auto_batch_size',
     'round_metrics',
     'format_metrics_table',
 ]
@@ -106,6 +112,11 @@ _METRIC_CLASSES = {
 # ---------------------------------------------------------------------------
 # Ranking
 # ---------------------------------------------------------------------------
+#: Bytes per score of :func:`_fix_boundary_ties` besides the copy of the
+#: scores: the tie mask (bool), its running count (int64) and two masks.
+_TIE_BYTES_PER_SCORE = 11
+
+
 def _fix_boundary_ties(scores: Tensor, vals: Tensor, idx: Tensor, k: int) -> Tensor:
     r"""Re-selects the top-``k`` of rows whose ``k``-th score ties with an
     unselected item: the lowest item ids among the tied items win.
@@ -149,8 +160,12 @@ def _masked_topk(scores: Tensor, k: int) -> Tensor:
         cross = (vals[:, k] == vals[:, k - 1]) & (vals[:, k - 1] > -math.inf)
         vals, idx = vals[:, :k], idx[:, :k]
         rows = cross.nonzero().view(-1)
-        if rows.numel() > 0:
-            idx[rows] = _fix_boundary_ties(scores[rows], vals[rows], idx[rows], k)
+        # In groups whose working memory (a copy of their scores and the
+        # masks of _fix_boundary_ties) stays below the size of `scores`.
+        size = scores.element_size()
+        step = max(1, num_rows * size // (size + _TIE_BYTES_PER_SCORE))
+        for group in rows.split(step):
+            idx[group] = _fix_boundary_ties(scores[group], vals[group], idx[group], k)
 
     # Only rows with a tie inside the list need reordering; few, in practice.
     rows = (vals[:, 1:] == vals[:, :-1]).any(dim=1).nonzero().view(-1)
@@ -373,6 +388,140 @@ def mmssl_metrics(
 
 
 # ---------------------------------------------------------------------------
+# Sums and counts
+# ---------------------------------------------------------------------------
+@dataclass
+class MetricSums:
+    r"""The metrics of a set of users before the mean over them: per metric,
+    the sum of the users' values, and the number of users. Sums over disjoint
+    sets of users add up (:obj:`a + b`, :meth:`all_reduce`), so that shards of
+    the users evaluated apart (e.g. one per process) give the metrics of all
+    of them: :meth:`means` of the total, not an average of the shards' means.
+
+    Args:
+        sums (dict[str, float]): ``{'recall@20': sum over the users, ...}``.
+        count (int): The number of users (each has at least one label).
+        protocol (str): ``'mmrec'`` or ``'mmssl'`` (:class:`Evaluator`): how
+            :meth:`means` divides.
+    """
+
+    sums: dict[str, float]
+    count: int
+    protocol: str = 'mmrec'
+
+    def __add__(self, other: MetricSums) -> MetricSums:
+        if list(self.sums) != list(other.sums) or self.protocol != other.protocol:
+            raise ValueError('MetricSums of other metrics or protocols cannot be added')
+        sums = {key: value + other.sums[key] for key, value in self.sums.items()}
+        return MetricSums(sums, self.count + other.count, self.protocol)
+
+    def means(self) -> dict[str, float]:
+        r"""The mean of every metric over the users. For ``'mmrec'`` the
+        arithmetic of :class:`torch_geometric.metrics.LinkPredMetric`'s
+        :meth:`compute` (the float32 sum divided by the count, 0 without
+        users); for ``'mmssl'`` the float64 sum divided by the count (at least
+        1)."""
+        if self.protocol == 'mmssl':
+            return {key: value / max(self.count, 1) for key, value in self.sums.items()}
+        if self.count == 0:
+            return dict.fromkeys(self.sums, 0.0)
+        count = torch.tensor(self.count)
+        return {
+            key: float(torch.tensor(value, dtype=torch.float32) / count)
+            for key, value in self.sums.items()
+        }
+
+    def all_reduce(self, group: Any = None) -> MetricSums:
+        r"""The sums and counts of every process of :obj:`group`
+        (:mod:`torch.distributed`, one float64 all-reduce)."""
+        import torch.distributed as dist
+
+        from pyg_mentor.distributed import collective_device
+
+        values = torch.tensor(
+            [*self.sums.values(), float(self.count)],
+            dtype=torch.float64,
+            device=collective_device(group),
+        )
+        dist.all_reduce(values, group=group)
+        total = values.tolist()
+        return MetricSums(dict(zip(self.sums, total[:-1])), int(total[-1]), self.protocol)
+
+
+# ---------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------
+#: The share of the available memory one evaluation chunk may use
+#: (:obj:`batch_size='auto'`).
+EVAL_MEMORY_FRACTION: float = 0.25
+#: The users of one evaluation chunk at most with :obj:`batch_size='auto'`
+#: (MMRec's 4096): larger chunks were not faster on the CPU (Baby-sized data).
+AUTO_MAX_ROWS: int = 4096
+#: Bytes of evaluator memory per score of a chunk, in units of the score's
+#: size: the scores themselves and, at most as large, the re-selection of the
+#: rows whose top-k ends in a tie (:func:`_masked_topk`).
+SCORE_COPIES: int = 2
+
+
+def available_memory(device: str | torch.device = 'cpu') -> int:
+    r"""The memory an evaluation on :obj:`device` may count on, in bytes: on
+    a CUDA device its free memory plus what PyTorch's allocator holds unused;
+    on the CPU ``MemAvailable`` (Linux; the physical memory elsewhere) shared
+    by the processes this machine runs for one training (``LOCAL_WORLD_SIZE``
+    of ``--nproc`` / torchrun)."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        free, _ = torch.cuda.mem_get_info(device)
+        unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + unused)
+    return _host_available() // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))
+
+
+def _host_available() -> int:
+    r"""``MemAvailable`` of ``/proc/meminfo`` in bytes; the physical memory
+    where there is none."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def auto_batch_size(
+    num_items: int,
+    element_size: int = 4,
+    memory_budget: int | None = None,
+    device: str | torch.device = 'cpu',
+    max_rows: int = AUTO_MAX_ROWS,
+) -> int:
+    r"""The users an evaluation chunk may hold: as many as fit in the budget
+    with :obj:`SCORE_COPIES` scores of :obj:`element_size` bytes per item,
+
+    .. math::
+        \min\left(\text{max\_rows},\ \max\left(1, \left\lfloor
+        \frac{\text{budget}}{I \cdot \text{SCORE\_COPIES} \cdot
+        \text{element\_size}} \right\rfloor\right)\right),
+
+    where the budget is :obj:`memory_budget`, or
+    :obj:`EVAL_MEMORY_FRACTION` of :func:`available_memory` on :obj:`device`.
+
+    Args:
+        num_items (int): Items scored per user :math:`I`.
+        element_size (int): Bytes per score (4 for float32).
+        memory_budget (int, optional): Bytes one chunk may use.
+        device (str or torch.device): Where the scores live.
+        max_rows (int): The largest chunk. (default: :obj:`AUTO_MAX_ROWS`)
+    """
+    if memory_budget is None:
+        memory_budget = int(EVAL_MEMORY_FRACTION * available_memory(device))
+    per_user = max(1, num_items) * SCORE_COPIES * element_size
+    return max(1, min(max_rows, memory_budget // per_user))
+
+
+# ---------------------------------------------------------------------------
 # Full-ranking evaluator
 # ---------------------------------------------------------------------------
 class Evaluator:
@@ -388,11 +537,31 @@ class Evaluator:
     equal one :func:`topk_metrics` call over all users at once (metrics are
     accumulated per user, not averaged per batch).
 
+    **Memory.** The users are scored in chunks, and a chunk's scores are
+    masked and reduced to the top-:math:`\max K` lists before the next chunk
+    is scored: the :math:`U \times I` score matrix never exists. With
+    :obj:`batch_size='auto'` a chunk holds as many users as fit in
+    :obj:`EVAL_MEMORY_FRACTION` of the available memory
+    (:func:`auto_batch_size`: :obj:`SCORE_COPIES` scores per user and item,
+    the scores and the tie re-selection), at most :obj:`AUTO_MAX_ROWS`, decided
+    at every evaluation on the device and dtype of the scores (the first user
+    is scored alone to learn them). Besides a chunk, the evaluator holds the
+    ranked lists of :obj:`metric_rows` users (:math:`8 \max K` bytes each).
+
+    **Shards.** :meth:`metric_sums` evaluates a shard of the users and returns
+    the metrics' sums and user count (:class:`MetricSums`); with a
+    :obj:`process_group`, :meth:`evaluate` has every process rank its shard
+    and all-reduces the sums and counts, so the metrics are those of all
+    users, exactly as one process computes them (up to the order of the
+    float32 additions).
+
     Args:
         data (HeteroData): The user-item graph (see :mod:`pyg_mentor.typing`).
         split (str): ``'valid'`` or ``'test'``.
         ks (Sequence[int]): Cut-offs. (default: :obj:`(5, 10, 20, 50)`)
-        batch_size (int): Users scored at once. (default: :obj:`4096`)
+        batch_size (int or str): Users scored at once, or ``'auto'`` (from
+            the available memory, see above). Results do not depend on it.
+            (default: :obj:`'auto'`)
         mask_train (bool): Exclude each user's training items.
             (default: :obj:`True`)
         protocol (str): ``'mmrec'`` (:func:`topk_metrics`: Recall, NDCG,
@@ -400,6 +569,9 @@ class Evaluator:
             release, Recall, NDCG with the in-list IDCG, Precision,
             HitRatio). Both rank all items of every user of the split (the
             release samples no test users either). (default: :obj:`'mmrec'`)
+        memory_budget (int, optional): With :obj:`batch_size='auto'`, the
+            bytes a chunk may use instead of :obj:`EVAL_MEMORY_FRACTION` of
+            the available memory.
 
     Example:
         >>> evaluator = Evaluator(data, 'valid')
@@ -417,19 +589,25 @@ class Evaluator:
         split: str,
         *,
         ks: Sequence[int] = DEFAULT_KS,
-        batch_size: int = 4096,
+        batch_size: int | Literal['auto'] = 'auto',
         mask_train: bool = True,
         protocol: str = 'mmrec',
+        memory_budget: int | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"'protocol' must be one of {PROTOCOLS} (got {protocol!r})")
         self.protocol = protocol
-        if batch_size <= 0:
-            raise ValueError(f"'batch_size' must be positive (got {batch_size})")
+        if batch_size != 'auto' and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
+        ):
+            raise ValueError(
+                f"'batch_size' must be a positive integer or 'auto' (got {batch_size!r})"
+            )
         _make_collection(ks)  # validates `ks`
         self.split = split
         self.ks = tuple(ks)
         self.batch_size = batch_size
+        self.memory_budget = memory_budget
         self.mask_train = mask_train
         self.num_users = int(data[USER].num_nodes)
         self.num_items = int(data[ITEM].num_nodes)
@@ -469,8 +647,29 @@ class Evaluator:
         for name in ('_label_row', '_label_col', '_exclude_row', '_exclude_col'):
             setattr(self, name, getattr(self, name).to(device))
 
+    def shard_range(self, shard: int = 0, num_shards: int = 1) -> tuple[int, int]:
+        r"""The evaluated users (positions in :attr:`users`) of shard
+        :obj:`shard` of :obj:`num_shards`: contiguous ranges, in order,
+        whose sizes differ by at most one."""
+        if not 0 <= shard < num_shards:
+            raise ValueError(f'shard must be in [0, {num_shards}), got {shard}')
+        n = self.num_eval_users
+        return shard * n // num_shards, (shard + 1) * n // num_shards
+
+    def chunk_size(self, scores: Tensor) -> int:
+        r"""The users scored at once for scores like :obj:`scores` (their
+        device and dtype): :obj:`batch_size`, or with ``'auto'``
+        :func:`auto_batch_size`."""
+        if self.batch_size != 'auto':
+            return int(self.batch_size)
+        return auto_batch_size(
+            self.num_items, scores.element_size(), self.memory_budget, scores.device
+        )
+
     @torch.no_grad()
-    def evaluate(self, score_fn: Callable[[Tensor], Tensor]) -> dict[str, float]:
+    def evaluate(
+        self, score_fn: Callable[[Tensor], Tensor], *, process_group: Any = None
+    ) -> dict[str, float]:
         r"""Ranks all items for every user of the split and returns the metrics.
 
         Args:
@@ -478,9 +677,36 @@ class Evaluator:
                 of shape :obj:`[batch, num_items]`. The evaluator masks the
                 returned tensor **in place** (unless it is a view, which is
                 cloned first), so return a fresh tensor, e.g. a matmul.
+            process_group (optional): A :mod:`torch.distributed` process
+                group: every process ranks its shard of the users
+                (:meth:`shard_range`) and the metrics' sums and counts are
+                all-reduced (:class:`MetricSums`); every process gets the
+                metrics of all users. Every process must call it.
 
         Returns:
             dict[str, float]: See :func:`topk_metrics`.
+        """
+        from pyg_mentor.distributed import get_rank, get_world_size
+
+        world = get_world_size(process_group)
+        if world <= 1:
+            return self.metric_sums(score_fn).means()
+        sums = self.metric_sums(score_fn, get_rank(process_group), world)
+        return sums.all_reduce(process_group).means()
+
+    @torch.no_grad()
+    def metric_sums(
+        self, score_fn: Callable[[Tensor], Tensor], shard: int = 0, num_shards: int = 1
+    ) -> MetricSums:
+        r"""The metrics' sums and user count over shard :obj:`shard` of
+        :obj:`num_shards` of the users (:meth:`shard_range`); the sums of the
+        shards add up to those of all users.
+
+        Args:
+            score_fn (Callable): As in :meth:`evaluate`.
+            shard (int): Which shard. (default: :obj:`0`)
+            num_shards (int): Into how many shards the users are cut.
+                (default: :obj:`1`, all users)
         """
         collection = _make_collection(self.ks)
         sums: dict[str, float] = {}  # protocol 'mmssl'
@@ -490,33 +716,38 @@ class Evaluator:
         # Ranked lists are buffered and scored in few large metric updates:
         # many small ops are slow on a busy CPU (thread synchronisation).
         preds: list[Tensor] = []
-        first = 0  # the first user of the buffered lists
-        num_users = self.num_eval_users
-        for start in range(0, num_users, self.batch_size):
-            end = min(start + self.batch_size, num_users)
+        lo, hi = self.shard_range(shard, num_shards)
+        first = lo  # the first user of the buffered lists
+        # 'auto': the first user alone tells the device and dtype of the scores.
+        rows = None if self.batch_size == 'auto' else int(self.batch_size)
+        start = lo
+        while start < hi:
+            end = min(start + (rows or 1), hi)
             scores = score_fn(self.users[start:end])
             if scores.shape != (end - start, self.num_items):
                 raise ValueError(
                     f"'score_fn' returned shape {list(scores.shape)} "
                     f'(expected {[end - start, self.num_items]})'
                 )
+            if rows is None:
+                rows = self.chunk_size(scores)
             if scores._base is not None:
                 scores = scores.clone()
             if self._label_row.device != scores.device:
                 self._to(scores.device)
                 collection = collection.to(scores.device)
 
-            lo, hi = exclude_ptr[start], exclude_ptr[end]
+            a, b = exclude_ptr[start], exclude_ptr[end]
             scores.index_put_(
-                (self._exclude_row[lo:hi] - start, self._exclude_col[lo:hi]),
+                (self._exclude_row[a:b] - start, self._exclude_col[a:b]),
                 scores.new_full((), -math.inf),
             )
             preds.append(_masked_topk(scores, max_k))
             del scores
 
-            if end - first >= self.metric_rows or end == num_users:
-                lo, hi = label_ptr[first], label_ptr[end]
-                label_row = self._label_row[lo:hi] - first
+            if end - first >= self.metric_rows or end == hi:
+                a, b = label_ptr[first], label_ptr[end]
+                label_row = self._label_row[a:b] - first
                 if self.protocol == 'mmssl':
                     num_labels = torch.tensor(
                         label_ptr[first + 1 : end + 1], dtype=torch.float64
@@ -524,7 +755,7 @@ class Evaluator:
                     batch_sums = _mmssl_sums(
                         torch.cat(preds),
                         label_row,
-                        self._label_col[lo:hi],
+                        self._label_col[a:b],
                         num_labels.to(label_row.device),
                         self.ks,
                     )
@@ -532,17 +763,16 @@ class Evaluator:
                         sums[key] = sums.get(key, 0.0) + float(value)
                 else:
                     collection.update(
-                        torch.cat(preds), torch.stack([label_row, self._label_col[lo:hi]])
+                        torch.cat(preds), torch.stack([label_row, self._label_col[a:b]])
                     )
                 preds, first = [], end
+            start = end
         if self.protocol == 'mmssl':
-            count = max(num_users, 1)
-            return {
-                f'{name}@{k}': sums.get(f'{name}@{k}', 0.0) / count
-                for name in MMSSL_METRICS
-                for k in self.ks
-            }
-        return _collect(collection, self.ks)
+            keys = [f'{name}@{k}' for name in MMSSL_METRICS for k in self.ks]
+            return MetricSums({key: sums.get(key, 0.0) for key in keys}, hi - lo, 'mmssl')
+        keys = [f'{name}@{k}' for name in METRICS for k in self.ks]
+        total = int(collection[keys[0]].total)
+        return MetricSums({key: float(collection[key].accum) for key in keys}, total)
 
     def evaluate_embeddings(self, user_emb: Tensor, item_emb: Tensor) -> dict[str, float]:
         r"""Evaluates a dot-product model, :math:`s_{u,i} = e_u^\top e_i`.
@@ -562,7 +792,7 @@ class Evaluator:
         return (
             f'{self.__class__.__name__}(split={self.split!r}, '
             f'num_eval_users={self.num_eval_users}, ks={self.ks}, '
-            f'batch_size={self.batch_size}, mask_train={self.mask_train}, '
+            f'batch_size={self.batch_size!r}, mask_train={self.mask_train}, '
             f'protocol={self.protocol!r})'
         )
 

@@ -381,11 +381,13 @@ class BPRNeighborLoader:
         return f'{self.__class__.__name__}(num_neighbors={self.num_neighbors})'
 
 
-def neighbor_seed(seed: int) -> int:
+def neighbor_seed(seed: int, rank: int = 0) -> int:
     r"""The seed of the neighbour sampler's generator for a run seeded with
     :obj:`seed`: a stream of its own
     (:class:`numpy.random.SeedSequence` of :obj:`(seed, 1)`), apart from the
-    stream of the run's batches and negatives."""
+    stream of the run's batches and negatives; in multi-process training,
+    rank :obj:`rank` > 0 gets the stream of :obj:`(seed, 1, rank)`."""
     import numpy as np
 
-    return int(np.random.SeedSequence([seed % 2**64, 1]).generate_state(1, np.uint64)[0] >> 1)
+    entropy = [seed % 2**64, 1] + ([rank] if rank > 0 else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)

@@ -46,7 +46,9 @@ LOG_FILE = 'log.csv'
 LOCK_FILE = '.lock'
 #: Training options a ``--resume`` may change: they change when a run stops
 #: or what it shows, not what it computes.
-RESUME_MAY_CHANGE = frozenset({'epochs', 'patience', 'progress', 'tensorboard', 'device'})
+RESUME_MAY_CHANGE = frozenset(
+    {'epochs', 'patience', 'progress', 'tensorboard', 'device', 'eval_batch_size'}
+)
 #: What a training writes into a run folder (removed when a run is replaced).
 RUN_FILES = ('run.json', 'metrics.json', 'log.csv', 'best.pt', 'last.pt')
 RUN_DIRS = ('tensorboard', 'trials')

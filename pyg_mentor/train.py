@@ -28,11 +28,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from pyg_mentor.config import TrainConfig, Trial, check_device, expand_grid
 from pyg_mentor.datasets.load import prepare_data
+from pyg_mentor.distributed import (
+    broadcast_flag,
+    broadcast_module,
+    get_rank,
+    get_world_size,
+    global_batch,
+    shard,
+    sync_gradients,
+)
 from pyg_mentor.evaluation import Evaluator, format_metrics_table
 from pyg_mentor.loader import BPRNeighborLoader, neighbor_seed
 from pyg_mentor.nn.models.base import Recommender, get_model_spec
@@ -205,6 +215,15 @@ class Trainer:
             model options, data options, training options, dataset digest; see
             :func:`run_identity`), stored in every checkpoint and checked when
             resuming.
+        process_group (optional): A :mod:`torch.distributed` process group to
+            train in (:mod:`pyg_mentor.distributed`): every process trains on
+            its shard of every global batch (the batches and negatives of one
+            process) inside :func:`~pyg_mentor.distributed.global_batch`,
+            the gradients are averaged before every optimiser step, the
+            evaluation is sharded by users with exact metrics, and only rank 0
+            writes into :obj:`out_dir` (every rank reads ``last.pt`` to
+            resume). Every process must build its :class:`Trainer` with the
+            same arguments. (default: :obj:`None`, one process)
     """
 
     def __init__(
@@ -216,11 +235,16 @@ class Trainer:
         evaluators: Mapping[str, Evaluator] | None = None,
         *,
         run_info: Mapping[str, Any] | None = None,
+        process_group: Any = None,
     ):
         self.run_info = plain(dict(run_info)) if run_info else None
         self.model = model
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.group = process_group
+        self.rank, self.world_size = get_rank(process_group), get_world_size(process_group)
+        if self.world_size > 1:
+            model.check_distributed()
         self.device = torch.device(config.device)
         # The training graph the model runs on (features, item graph), on the
         # model's device; sampling stays on the CPU.
@@ -237,6 +261,12 @@ class Trainer:
         )
         # The trainer owns every optimiser (steps and checkpoints them).
         self.optimizers = list(model.configure_optimizers(config.lr, config.weight_decay))
+        if self.world_size > 1:
+            # Every rank starts from rank 0's weights and steps with the
+            # gradients averaged over the ranks.
+            broadcast_module(model, process_group)
+            for optimizer in self.optimizers:
+                sync_gradients(optimizer, process_group)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.num_users = data[USER].num_nodes
         # sampler='neighbor': every batch trains on its sampled subgraph, drawn
@@ -247,14 +277,43 @@ class Trainer:
             model.check_sampling()
             self.subgraphs = BPRNeighborLoader(
                 model.sampled_neighbors(config.num_neighbors),
-                torch.Generator().manual_seed(neighbor_seed(config.seed)),
+                torch.Generator().manual_seed(neighbor_seed(config.seed, self.rank)),
                 features=model.multimodal,
             )
 
+    @property
+    def write_dir(self) -> Path | None:
+        r"""Where this trainer writes logs and checkpoints: :obj:`out_dir` on
+        rank 0, nowhere on the other ranks."""
+        return self.out_dir if self.rank == 0 else None
+
+    @property
+    def writes(self) -> bool:
+        r"""Whether this trainer writes logs and checkpoints."""
+        return self.write_dir is not None
+
     # Checkpoints ##############################################################
 
+    def _neighbor_states(self) -> list[Tensor] | None:
+        r"""The neighbour samplers' generator states of every rank (a
+        collective: every rank calls it), or :obj:`None` without sampling."""
+        if self.subgraphs is None or self.subgraphs.generator is None:
+            return None
+        state = self.subgraphs.generator.get_state()
+        if self.world_size == 1:
+            return [state]
+        import torch.distributed as dist
+
+        states: list[Any] = [None] * self.world_size
+        dist.all_gather_object(states, state, group=self.group)
+        return states
+
     def _state(
-        self, epoch: int, stop: dict[str, Any], history: list[dict[str, float]]
+        self,
+        epoch: int,
+        stop: dict[str, Any],
+        history: list[dict[str, float]],
+        neighbor_states: list[Tensor] | None = None,
     ) -> dict[str, Any]:
         return {
             'version': CHECKPOINT_VERSION,
@@ -263,8 +322,13 @@ class Trainer:
             'optimizers': [o.state_dict() for o in self.optimizers],
             'generator': self.generator.get_state(),
             **(
-                {'neighbor_generator': self.subgraphs.generator.get_state()}
-                if self.subgraphs is not None
+                {
+                    'neighbor_generator': neighbor_states[0],
+                    **(
+                        {'neighbor_generators': neighbor_states} if len(neighbor_states) > 1 else {}
+                    ),
+                }
+                if neighbor_states is not None
                 else {}
             ),
             'torch_rng': torch.get_rng_state(),
@@ -304,8 +368,13 @@ class Trainer:
         for optimizer, saved in zip(self.optimizers, saved_optimizers):
             optimizer.load_state_dict(saved)
         self.generator.set_state(state['generator'])
-        if self.subgraphs is not None and 'neighbor_generator' in state:
-            self.subgraphs.generator.set_state(state['neighbor_generator'])
+        generator = self.subgraphs.generator if self.subgraphs is not None else None
+        if generator is not None and 'neighbor_generator' in state:
+            # Every rank's own stream; a rank the saved run did not have
+            # (resumed with more processes) keeps its fresh one.
+            streams = state.get('neighbor_generators') or [state['neighbor_generator']]
+            if self.rank < len(streams):
+                generator.set_state(streams[self.rank])
         torch.set_rng_state(state['torch_rng'])
         np.random.set_state(state['numpy_rng'])
         random.setstate(state['python_rng'])
@@ -314,12 +383,13 @@ class Trainer:
     # Logging ##################################################################
 
     def _open_logs(self, history: list[dict[str, float]]):
-        if self.out_dir is None:
+        out_dir = self.write_dir
+        if out_dir is None:
             return None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         # Rewritten from the checkpoint's history, so a resumed run never logs
         # an epoch twice.
-        with open(self.out_dir / 'log.csv', 'w', newline='') as f:
+        with open(out_dir / 'log.csv', 'w', newline='') as f:
             if history:
                 writer = csv.DictWriter(f, fieldnames=_columns(history))
                 writer.writeheader()
@@ -333,13 +403,13 @@ class Trainer:
                 'tensorboard is not installed: CSV log only (pip install "pyg_mentor[logging]")'
             )
             return None
-        return SummaryWriter(str(self.out_dir / 'tensorboard'), purge_step=len(history) or None)
+        return SummaryWriter(str(out_dir / 'tensorboard'), purge_step=len(history) or None)
 
     def _log_epoch(self, row: dict[str, float], history: list[dict[str, float]], writer) -> None:
         history.append(row)
-        if self.out_dir is None:
+        if self.write_dir is None:
             return
-        path = self.out_dir / 'log.csv'
+        path = self.write_dir / 'log.csv'
         columns = _columns(history)
         if len(history) > 1 and columns != _columns(history[:-1]):
             rows = history  # A new column (e.g. test metrics) appeared.
@@ -367,8 +437,9 @@ class Trainer:
         return math.ceil(self.edge_index.size(1) / self.config.batch_size)
 
     def _show_bars(self) -> bool:
-        r"""Progress bars only on a terminal; elsewhere one log line per epoch."""
-        return self.config.progress and sys.stderr.isatty()
+        r"""Progress bars only on a terminal (and rank 0); elsewhere one log
+        line per epoch."""
+        return self.config.progress and self.rank == 0 and sys.stderr.isatty()
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], str | None]:
         self.model.train()
@@ -392,11 +463,15 @@ class Trainer:
             disable=not self._show_bars(),
         )
         for i, batch in enumerate(bar):
+            if self.world_size > 1:  # This rank's shard of the global batch.
+                batch = shard(batch, self.rank, self.world_size)
             graph = data
             if self.subgraphs is not None:  # The batch's subgraph, local ids.
                 graph, batch = self.subgraphs(data, batch)
-            # zero_grad, loss, backward, step (a model may add its own updates)
-            terms = self.model.train_step(graph, batch.to(self.device), self.optimizers)
+            # zero_grad, loss, backward, step (a model may add its own
+            # updates); with several ranks, the loss of the global batch.
+            with global_batch(self.group):
+                terms = self.model.train_step(graph, batch.to(self.device), self.optimizers)
             if not torch.isfinite(terms['loss']):
                 values = {k: float(v) for k, v in terms.items()}
                 return {}, (f'non-finite loss at epoch {epoch}, batch {i}: {values}')
@@ -411,6 +486,11 @@ class Trainer:
         r"""Full-ranking metrics of the current model on the given splits."""
         self.model.eval()
         scorer = self.model.scorer(self.data)
+        if self.world_size > 1:  # Every rank ranks its shard of the users.
+            return {
+                split: self.evaluators[split].evaluate(scorer, process_group=self.group)
+                for split in splits
+            }
         return {split: self.evaluators[split].evaluate(scorer) for split in splits}
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -422,9 +502,11 @@ class Trainer:
         """
         # One process per run folder (a second one fails at once, naming the
         # holder); temporary files of a killed run are removed under the lock.
-        with RunLock(self.out_dir) if self.out_dir is not None else nullcontext():
-            if self.out_dir is not None:
-                clean_temp_files(self.out_dir)
+        # Several ranks: rank 0 holds it.
+        write_dir = self.write_dir
+        with RunLock(write_dir) if write_dir is not None else nullcontext():
+            if write_dir is not None:
+                clean_temp_files(write_dir)
             previous = (
                 torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -466,8 +548,9 @@ class Trainer:
                 start = cfg.epochs  # Already finished.
         writer = self._open_logs(history)
 
-        if start < cfg.epochs:
-            log.info('%s', training_plan(cfg, self.num_batches, start))
+        if start < cfg.epochs and self.rank == 0:
+            processes = f' on {self.world_size} processes' if self.world_size > 1 else ''
+            log.info('%s%s', training_plan(cfg, self.num_batches, start), processes)
             note = cpu_contention_note(cfg.device)
             if note:
                 log.info('note: %s', note)
@@ -509,7 +592,7 @@ class Trainer:
                     valid=results['valid'],
                     test=results['test'],
                 )
-                if self.out_dir is not None and cfg.checkpoint:
+                if self.write_dir is not None and cfg.checkpoint:
                     atomic_torch_save(
                         {
                             'version': CHECKPOINT_VERSION,
@@ -518,7 +601,7 @@ class Trainer:
                             'config': cfg.to_dict(),
                             'run': self.run_info,
                         },
-                        self.out_dir / 'best.pt',
+                        self.write_dir / 'best.pt',
                     )
             else:
                 stop['bad_epochs'] += 1
@@ -530,9 +613,9 @@ class Trainer:
             epochs.set_postfix(
                 {metric: f'{results["valid"][metric]:.4f}', 'best': f'{stop["best_score"]:.4f}'}
             )
-            # One line per epoch where no bar shows it.
+            # One line per epoch where no bar shows it (rank 0).
             log.log(
-                logging.DEBUG if bars else logging.INFO,
+                logging.DEBUG if bars or self.rank > 0 else logging.INFO,
                 'epoch %d/%d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs',
                 epoch,
                 cfg.epochs,
@@ -543,7 +626,7 @@ class Trainer:
                 stop['best_epoch'],
                 time.perf_counter() - t0,
             )
-            if epoch == start and cfg.epochs - epoch > 1:
+            if epoch == start and cfg.epochs - epoch > 1 and self.rank == 0:
                 seconds = time.perf_counter() - t0
                 log.info(
                     'epoch %d took %s: at most %s more to the cap of %d epochs '
@@ -556,9 +639,13 @@ class Trainer:
 
             if stop['bad_epochs'] > cfg.patience:
                 stop['status'] = 'early_stopped'
-            if self.out_dir is not None and cfg.checkpoint:
-                atomic_torch_save(self._state(epoch, stop, history), last)
-            if stop['status'] == 'early_stopped':
+            if last is not None and cfg.checkpoint:
+                neighbor_states = self._neighbor_states()  # every rank's
+                if self.writes:
+                    atomic_torch_save(self._state(epoch, stop, history, neighbor_states), last)
+            # Rank 0 decides (every rank computed the same metrics).
+            if broadcast_flag(stop['status'] == 'early_stopped', self.group):
+                stop['status'] = 'early_stopped'
                 break
         epochs.close()
         if writer is not None:
@@ -619,6 +706,7 @@ def train_model(
     dataset: str | None = None,
     data_cache: str | Path | None = None,
     source: Mapping[str, Any] | None = None,
+    process_group: Any = None,
 ) -> dict[str, Any]:
     r"""Trains a registered model, over its hyper-parameter grid if the options
     contain lists, and picks the winner as :obj:`select_on` says.
@@ -655,6 +743,10 @@ def train_model(
             ``scale``, ``data_seed``, ``surrogate_features``,
             ``allow_sparse_ids``), recorded in ``run.json`` for ``evaluate`` and
             ``recommend``.
+        process_group (optional): Train every trial on the processes of
+            this :mod:`torch.distributed` group (:class:`Trainer`); every
+            process calls :func:`train_model` with the same arguments, rank 0
+            locks and writes the output folder, the others only read it.
 
     Returns:
         dict: What ``metrics.json`` holds: ``valid``, ``test``, ``best_epoch``,
@@ -679,23 +771,29 @@ def train_model(
             )
         return prepared[data_key]
 
-    with RunLock(out) if out is not None else nullcontext():
-        if out is not None:
-            clean_temp_files(out)
+    # Several processes: rank 0 locks and writes the folder.
+    write_out = out if get_rank(process_group) == 0 else None
+    with RunLock(write_out) if write_out is not None else nullcontext():
+        if write_out is not None:
+            clean_temp_files(write_out)
             if resume:
-                _check_resume(out, model, spec, dataset, identities[0], options, trials, identities)
+                _check_resume(
+                    write_out, model, spec, dataset, identities[0], options, trials, identities
+                )
         # The first model is built once before anything is written, so that a
         # data or option problem surfaces now (and not after run.json).
         first = spec.cls.from_data(prepare(trials[0]), **trials[0].model_kwargs)
         if trials[0].train.sampler == 'neighbor':
             first.check_sampling()
             first.sampled_neighbors(trials[0].train.num_neighbors)
-        if out is not None:
-            if not resume and holds_run(out):
-                log.info('Replacing the run in %s', out)
-                clear_run(out)
+        if get_world_size(process_group) > 1:
+            first.check_distributed()
+        if write_out is not None:
+            if not resume and holds_run(write_out):
+                log.info('Replacing the run in %s', write_out)
+                clear_run(write_out)
             write_json(
-                out / RUN_FILE,
+                write_out / RUN_FILE,
                 {
                     'format': 2,
                     'model': model,
@@ -710,7 +808,9 @@ def train_model(
                     'written': time.strftime('%Y-%m-%d %H:%M:%S'),
                 },
             )
-        return _train_trials(model, spec, trials, identities, data, prepare, out, resume, dataset)
+        return _train_trials(
+            model, spec, trials, identities, data, prepare, out, resume, dataset, process_group
+        )
 
 
 def _train_trials(
@@ -723,6 +823,7 @@ def _train_trials(
     out: Path | None,
     resume: bool,
     dataset: str | None,
+    process_group: Any = None,
 ) -> dict[str, Any]:
     r"""The loop of :func:`train_model` over the trials (under its lock)."""
     evaluators: dict[tuple, dict[str, Evaluator]] = {}
@@ -763,6 +864,7 @@ def _train_trials(
             resume,
             dataset,
             identities[i],
+            process_group,
         )
         summaries.append(summary)
 
@@ -791,7 +893,7 @@ def _train_trials(
         }
         for j, s in enumerate(summaries)
     ]
-    if out is not None:
+    if out is not None and get_rank(process_group) == 0:
         write_json(out / 'metrics.json', result)
     log.info(
         'Grid winner (chosen on %s %s): trial %d %s', split, metric, winner, trials[winner].varied
@@ -809,10 +911,19 @@ def _run_trial(
     resume: bool,
     dataset: str | None,
     identity: Mapping[str, Any] | None = None,
+    process_group: Any = None,
 ) -> dict[str, Any]:
     seed_everything(trial.train.seed)
     model = cls.from_data(data, **trial.model_kwargs).to(trial.train.device)
-    trainer = Trainer(model, data, trial.train, out, evaluators, run_info=identity)
+    trainer = Trainer(
+        model,
+        data,
+        trial.train,
+        out,
+        evaluators,
+        run_info=identity,
+        process_group=process_group,
+    )
     result = trainer.fit(resume=resume)
     summary = {
         'model': model_name,
@@ -826,9 +937,11 @@ def _run_trial(
         'data_fingerprint': (identity or {}).get('data_fingerprint'),
         'num_parameters': sum(p.numel() for p in model.parameters()),
     }
-    if out is not None:
-        write_json(out / 'metrics.json', summary)
-    if result.valid:
+    if trainer.world_size > 1:
+        summary['processes'] = trainer.world_size
+    if trainer.write_dir is not None:
+        write_json(trainer.write_dir / 'metrics.json', summary)
+    if result.valid and trainer.rank == 0:
         # One line; the table once, at the end, by the caller (or with --verbose).
         metric = trial.train.valid_metric
         log.info(

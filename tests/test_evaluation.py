@@ -14,8 +14,11 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+import pyg_mentor.evaluation as evaluation
 from pyg_mentor.evaluation import (
     Evaluator,
+    MetricSums,
+    auto_batch_size,
     format_metrics_table,
     round_metrics,
     topk_items,
@@ -424,6 +427,108 @@ def test_evaluator_checks_shape():
     evaluator = Evaluator(make_data(), 'test')
     with pytest.raises(ValueError, match='shape'):
         evaluator.evaluate(lambda u: torch.rand(len(u), 29))
+
+
+# ---------------------------------------------------------------------------
+# Shards: sums and counts
+# ---------------------------------------------------------------------------
+def tied_scores(num_users=40, num_items=30, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 5, (num_users, num_items), generator=gen).float()
+
+
+@pytest.mark.parametrize('protocol', ['mmrec', 'mmssl'])
+def test_metric_sums_of_shards_add_up(protocol):
+    data = make_data()
+    store = data['user', 'rates', 'item']
+    scores = tied_scores()
+    evaluator = Evaluator(data, 'test', ks=(1, 5, 10), batch_size=4, protocol=protocol)
+    whole = evaluator.evaluate(lambda u: scores[u])
+    # One shard is the one-process evaluation itself.
+    assert evaluator.metric_sums(lambda u: scores[u]).means() == whole
+    ranges = [evaluator.shard_range(s, 3) for s in range(3)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == evaluator.num_eval_users
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    parts = [evaluator.metric_sums(lambda u: scores[u], s, 3) for s in range(3)]
+    assert [p.count for p in parts] == [hi - lo for lo, hi in ranges]
+    total = parts[0] + parts[1] + parts[2]
+    assert total.count == evaluator.num_eval_users
+    for key, value in total.means().items():  # float32 sums in another order
+        assert value == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
+    if protocol == 'mmrec':
+        # Every shard's sums: the brute-force mean of its users times their number.
+        exclude = [tuple(p) for p in store.edge_index.t().tolist()]
+        for part, (lo, hi) in zip(parts, ranges):
+            users = set(evaluator.users[lo:hi].tolist())
+            label = [tuple(p) for p in store.test_label_index.t().tolist() if p[0] in users]
+            expected = reference_metrics(scores.tolist(), label, exclude, (1, 5, 10))
+            for key, value in expected.items():
+                assert part.sums[key] == pytest.approx(value * len(users), abs=1e-5), key
+    # More shards than users: empty shards count nothing.
+    empty = evaluator.metric_sums(lambda u: scores[u], 0, 10 * evaluator.num_eval_users)
+    assert empty.count == 0 and set(empty.means().values()) == {0.0}
+
+
+def test_metric_sums_means_and_checks():
+    sums = MetricSums({'recall@1': 1.5, 'ndcg@1': 0.25}, 3)
+    assert sums.means() == pytest.approx({'recall@1': 0.5, 'ndcg@1': 0.25 / 3})
+    assert MetricSums({'recall@1': 0.0}, 0).means() == {'recall@1': 0.0}
+    assert MetricSums({'hit_ratio@1': 2.0}, 4, 'mmssl').means() == {'hit_ratio@1': 0.5}
+    with pytest.raises(ValueError, match='cannot be added'):
+        sums + MetricSums({'recall@1': 1.0}, 1)
+
+
+# ---------------------------------------------------------------------------
+# Memory: chunks sized from the available memory
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_auto_chunks_fit_the_memory_budget(monkeypatch, dtype):
+    data = make_data(num_users=40, num_items=30)
+    scores = tied_scores().to(dtype)
+    size = scores.element_size()
+    # A chunk may hold 3 users: 2 score copies of 30 items each.
+    budget = 3 * 30 * 2 * size + size
+    monkeypatch.setattr(
+        evaluation, 'available_memory', lambda device='cpu': 4 * budget + 3
+    )  # EVAL_MEMORY_FRACTION = 1/4 of it is the budget
+    assert evaluation.EVAL_MEMORY_FRACTION == 0.25
+    chunks: list[int] = []
+
+    def score_fn(users):
+        chunks.append(len(users))
+        return scores[users]
+
+    evaluator = Evaluator(data, 'test', ks=(1, 5, 10))  # batch_size='auto'
+    out = evaluator.evaluate(score_fn)
+    # The first user alone (it tells the dtype), then chunks of 3 users.
+    n = evaluator.num_eval_users
+    assert chunks == [1] + [3] * ((n - 1) // 3) + ([(n - 1) % 3] if (n - 1) % 3 else [])
+    assert max(chunks) * 30 * 2 * size <= budget
+    assert out == Evaluator(data, 'test', ks=(1, 5, 10), batch_size=n).evaluate(lambda u: scores[u])
+    # An explicit budget instead of the available memory; a cap on the rows.
+    chunks.clear()
+    Evaluator(data, 'test', ks=(1,), memory_budget=5 * 30 * 2 * size).evaluate(score_fn)
+    assert set(chunks[1:-1]) == {5}
+    assert auto_batch_size(30, size, memory_budget=10**12) == evaluation.AUTO_MAX_ROWS
+    assert auto_batch_size(30, size, memory_budget=0) == 1
+
+
+def test_available_memory_is_shared_by_local_processes(monkeypatch):
+    monkeypatch.setattr(evaluation, '_host_available', lambda: 8 * 2**30)
+    monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
+    assert evaluation.available_memory('cpu') == 8 * 2**30
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')  # 4 processes of --nproc on this host
+    assert evaluation.available_memory('cpu') == 2 * 2**30
+    assert 0 < evaluation._host_available()  # the real one
+
+
+def test_tie_reselection_in_groups():
+    # Every row ties across the boundary: re-selected in several groups,
+    # each the lowest ids.
+    scores = torch.zeros(64, 40)
+    scores[:, 7] = 1.0  # one item above the tie
+    top = topk_items(scores, 5)
+    assert top.tolist() == [[7, 0, 1, 2, 3]] * 64
 
 
 # ---------------------------------------------------------------------------

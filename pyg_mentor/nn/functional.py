@@ -1,4 +1,16 @@
-r"""Loss functions of the recommenders, as pure functions with shapes and math."""
+r"""Loss functions of the recommenders, as pure functions with shapes and math.
+
+**Batch reductions.** :func:`bpr_loss`, :func:`embedding_norm_loss`,
+:func:`batch_mean` and the batch tensors of :func:`reg_loss` reduce over the rows
+of a training batch. In one process they are plain means and norms. In
+multi-process training, inside :func:`pyg_mentor.distributed.global_batch`, each
+process holds a shard of the global batch and these functions reduce over the
+global batch instead (their sums go through
+:func:`pyg_mentor.distributed.batch_sum`, a differentiable all-reduce), so that
+the loss and its gradient are those of one process on the whole batch. The other
+losses here (:func:`align_loss`, :func:`info_nce`, ...) reduce over whatever they
+are given and are never all-reduced.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from pyg_mentor.distributed import batch_group, batch_sum
+
 
 def bpr_loss(pos_score: Tensor, neg_score: Tensor, base: float = math.e) -> Tensor:
     r"""Bayesian personalised ranking loss.
@@ -24,6 +38,8 @@ def bpr_loss(pos_score: Tensor, neg_score: Tensor, base: float = math.e) -> Tens
     MMRec's baselines use the natural log (:math:`\beta = e`, up to the
     :math:`10^{-10}` it adds inside the log, which only matters once
     :math:`\sigma < 10^{-8}`); MENTOR's release uses :math:`\beta = 2`.
+    A batch reduction (see the module's note): the mean runs over the global
+    batch in multi-process training.
 
     Args:
         pos_score (torch.Tensor): Scores of the positive pairs :obj:`[B]`.
@@ -31,8 +47,24 @@ def bpr_loss(pos_score: Tensor, neg_score: Tensor, base: float = math.e) -> Tens
         base (float, optional): Base :math:`\beta` of the logarithm.
             (default: :obj:`math.e`)
     """
-    loss = F.softplus(neg_score - pos_score).mean()
+    loss = batch_mean(F.softplus(neg_score - pos_score))
     return loss if base == math.e else loss / math.log(base)
+
+
+def batch_mean(x: Tensor) -> Tensor:
+    r"""The mean of all entries of :obj:`x`, a tensor of the batch's rows
+    (e.g. :obj:`[B]` or :obj:`[B, d]`): :obj:`x.mean()` in one process; in
+    multi-process training (:func:`pyg_mentor.distributed.global_batch`) the
+    mean over the entries of every process's shard,
+    :math:`\sum_r \mathrm{sum}(x_r) / \sum_r |x_r|`.
+
+    Args:
+        x (torch.Tensor): The batch's values, of any shape.
+    """
+    if batch_group() is None:
+        return x.mean()
+    total = batch_sum(torch.stack([x.sum(), x.new_tensor(float(x.numel()))]))
+    return total[0] / total[1]
 
 
 def embedding_norm_loss(*embeddings: Tensor) -> Tensor:
@@ -43,13 +75,21 @@ def embedding_norm_loss(*embeddings: Tensor) -> Tensor:
         \mathcal{L}_{\mathrm{reg}} = \frac{1}{B} \sum_{k} \lVert \mathbf{E}_k
         \rVert_F
 
+    A batch reduction (see the module's note): in multi-process training the
+    norms and :math:`B` are those of the global batch.
+
     Args:
         *embeddings (torch.Tensor): Matrices :obj:`[B, d]` of the batch.
     """
-    return torch.stack([emb.norm(p=2) for emb in embeddings]).sum() / embeddings[-1].size(0)
+    if batch_group() is None:
+        return torch.stack([emb.norm(p=2) for emb in embeddings]).sum() / embeddings[-1].size(0)
+    last = embeddings[-1]
+    squares = [emb.square().sum() for emb in embeddings]
+    total = batch_sum(torch.stack([*squares, last.new_tensor(float(last.size(0)))]))
+    return total[:-1].sqrt().sum() / total[-1]
 
 
-def reg_loss(*tensors: Tensor) -> Tensor:
+def reg_loss(*tensors: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
     r"""Sum of the mean squares of the given tensors, MENTOR's ``REG`` term
     (before its weight :math:`10^{-3}`).
 
@@ -58,19 +98,24 @@ def reg_loss(*tensors: Tensor) -> Tensor:
         \sum_{x \in \mathbf{T}_k} x^2
 
     MENTOR passes the batch users' rows of the per-modality user preferences
-    and the user modality weights:
+    and, as :obj:`shared`, the user modality weights:
     :math:`\mathrm{mean}(\mathbf{P}_v[u]^2) + \mathrm{mean}(\mathbf{P}_t[u]^2)
     + \mathrm{mean}(\mathbf{W}^2)`.
 
     Args:
-        *tensors (torch.Tensor): One or more tensors of any shape.
+        *tensors (torch.Tensor): Tensors of the batch's rows, of any shape: a
+            batch reduction (:func:`batch_mean`, see the module's note).
+        shared (Sequence[torch.Tensor]): Tensors that are not rows of the
+            batch (e.g. a whole parameter), the same in every process; their
+            terms come after those of :obj:`tensors`.
 
     Returns:
         torch.Tensor: A scalar.
     """
-    if not tensors:
+    if not tensors and not shared:
         raise ValueError('reg_loss needs at least one tensor')
-    return torch.stack([t.square().mean() for t in tensors]).sum()
+    means = [batch_mean(t.square()) for t in tensors] + [t.square().mean() for t in shared]
+    return torch.stack(means).sum()
 
 
 def masked_cosine_loss(x_masked: Tensor, x_mapped: Tensor) -> Tensor:

@@ -143,15 +143,19 @@ def knn_item_graph(
         faiss.omp_set_num_threads(num_threads)
     try:
         index, full_params = _build_index(feats, method, nlist, nprobe, train_size)
+        # `faiss.contrib.torch_utils` (imported by PyG's `MIPSKNNIndex`)
+        # replaces `Index.search` by one without `params=`; the NumPy search it
+        # keeps as `search_numpy` has it.
+        search = getattr(index, 'search_numpy', index.search)
         nbrs = torch.empty((num_items, k), dtype=torch.long)
         for start in range(0, num_items, batch_size):
             end = min(start + batch_size, num_items)
             query = feats[start:end]
-            _, labels = index.search(query, k)
+            _, labels = search(query, k)
             if full_params is not None:  # IVF: too few items in probed lists.
                 short = np.flatnonzero((labels < 0).any(axis=1))
                 if short.size > 0:
-                    _, labels[short] = index.search(query[short], k, params=full_params)
+                    _, labels[short] = search(query[short], k, params=full_params)
             ids = torch.arange(start, end)
             nbrs[start:end] = _self_first(torch.from_numpy(labels), ids, k)
     finally:

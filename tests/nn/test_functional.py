@@ -282,6 +282,24 @@ def test_reg_loss() -> None:
     assert torch.equal(w.grad, torch.tensor([[1.0, -2.0]]))
     with pytest.raises(ValueError):
         reg_loss()
+    # `shared` tensors (not rows of the batch) come after: the same terms.
+    assert reg_loss(tensors[0], shared=tensors[1:]).item() == pytest.approx(16.75)
+    assert reg_loss(shared=[tensors[1]]).item() == pytest.approx(9.0)
+
+
+def test_batch_reductions_in_one_process() -> None:
+    # Outside pyg_mentor.distributed.global_batch (one process): plain means
+    # and norms, bit for bit.
+    from pyg_mentor.distributed import global_batch
+    from pyg_mentor.nn.functional import batch_mean, bpr_loss, embedding_norm_loss
+
+    x = torch.tensor([[1.0, -2.0], [0.5, 3.0], [2.0, 0.0]])
+    assert torch.equal(batch_mean(x), x.mean())
+    pos, neg = x[:, 0], x[:, 1]
+    with global_batch(None):  # no group: one process
+        assert torch.equal(bpr_loss(pos, neg), torch.nn.functional.softplus(neg - pos).mean())
+        expected = (x.norm() + pos.norm()) / 3  # sum of Frobenius norms / B (B of the last)
+        assert torch.equal(embedding_norm_loss(x, pos.view(3, 1)), expected)
 
 
 def test_info_nce_auto_chunk_size() -> None:

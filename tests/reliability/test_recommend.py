@@ -44,8 +44,19 @@ def reference(user_emb, item_emb, users, k, exclude):
     return items, scores
 
 
+@pytest.mark.parametrize('chunked', [False, True])
 @pytest.mark.parametrize('seed', range(5))
-def test_masking_matches_brute_force(seed):
+def test_masking_matches_brute_force(seed, chunked, monkeypatch):
+    if chunked:  # Memory for 2 users per chunk: 2 copies of 12 float32 scores each.
+        import pyg_mentor.evaluation as evaluation
+
+        budget = 2 * 12 * evaluation.SCORE_COPIES * 4
+        monkeypatch.setattr(
+            evaluation,
+            'available_memory',
+            lambda device: int(budget / evaluation.EVAL_MEMORY_FRACTION),
+        )
+        assert evaluation.auto_batch_size(12, 4) == 2
     gen = torch.Generator().manual_seed(seed)
     num_users, num_items = 9, 12
     # Small integer embeddings: many tied scores.
@@ -70,6 +81,7 @@ def test_masking_matches_brute_force(seed):
         assert top.tolist() == items
         assert torch.allclose(scores, torch.tensor(values), equal_nan=True)
         assert model.recommend(None, torch.tensor(users), k, exclude).tolist() == items
+    assert model.recommend(None, torch.tensor([], dtype=torch.long), 3).shape == (0, 3)
 
 
 def test_repeated_users_get_the_same_list_without_training_items(toy, tmp_path, h, capsys):

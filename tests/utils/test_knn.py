@@ -216,6 +216,18 @@ def test_knn_item_graph_ivf_fills_short_lists():
     assert torch.equal(nbrs[:, 0], torch.arange(200))
 
 
+def test_knn_item_graph_ivf_after_faiss_torch_utils():
+    # PyG's MIPSKNNIndex imports faiss.contrib.torch_utils, which replaces
+    # Index.search (for the whole process) by one without `params=`.
+    pytest.importorskip('faiss.contrib.torch_utils')
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(7))
+    with pytest.warns(UserWarning, match='nlist=40'):
+        edge_index, _ = knn_item_graph(x, 10, method='ivf', nlist=40, nprobe=1)
+    nbrs = edge_index[0].view(200, 10)
+    assert all(len(set(row)) == 10 for row in nbrs.tolist())
+    assert torch.equal(nbrs[:, 0], torch.arange(200))
+
+
 def test_knn_item_graph_bad_inputs():
     x = torch.randn(5, 3)
     with pytest.raises(ValueError, match='2-D'):

@@ -64,6 +64,13 @@ class Recommender(torch.nn.Module):
     :func:`node_rows`, and :meth:`sampled_neighbors` names the receptive
     field to sample, so that with all neighbours the computation for the
     batch's nodes equals the full-graph one.
+
+    **Several processes.** A model with :attr:`supports_distributed` also
+    trains on several processes (:mod:`pyg_mentor.distributed`): each holds a
+    slice of every batch, and its :meth:`loss` is the global batch's when the
+    terms that reduce over the batch's rows use the batch reductions of
+    :mod:`pyg_mentor.nn.functional` and every other term is the same on every
+    process (see :meth:`check_distributed`).
     """
 
     #: Whether the model needs item features (``data['item'].x_<modality>``).
@@ -75,6 +82,9 @@ class Recommender(torch.nn.Module):
     #: Whether the model trains on sampled subgraphs
     #: (``TrainConfig.sampler='neighbor'``, see :meth:`check_sampling`).
     supports_sampling: bool = False
+    #: Whether the model trains on several processes exactly
+    #: (:mod:`pyg_mentor.distributed`, see :meth:`check_distributed`).
+    supports_distributed: bool = False
 
     def __init__(self, num_users: int, num_items: int):
         super().__init__()
@@ -155,6 +165,28 @@ class Recommender(torch.nn.Module):
                 "training (sampler='neighbor'); train it full-graph"
             )
 
+    def check_distributed(self) -> None:
+        r"""Raises a :class:`ValueError` saying why this model, with its
+        options, cannot train on several processes
+        (:mod:`pyg_mentor.distributed`); called by the trainer before
+        multi-process training.
+
+        A model can if each of its loss terms either reduces over the batch's
+        rows with the batch reductions of :mod:`pyg_mentor.nn.functional`
+        (:func:`~pyg_mentor.nn.functional.bpr_loss`,
+        :func:`~pyg_mentor.nn.functional.batch_mean`, ...) or does not depend
+        on the batch (the same on every process, random draws included), and
+        if :meth:`train_step` steps its optimisers once per batch whatever the
+        shard; then :attr:`supports_distributed`. By default it refuses
+        unless :attr:`supports_distributed`."""
+        if not self.supports_distributed:
+            raise ValueError(
+                f'{type(self).__name__} does not support multi-process training '
+                '(--nproc / torchrun): its loss is not written with the batch '
+                'reductions that make the shards of a batch add up to the whole; '
+                'train it in one process'
+            )
+
     def sampled_neighbors(self, num_neighbors: Sequence[int]) -> dict[EdgeType, list[int]]:
         r"""The neighbours to sample around a batch's users and items, per
         edge type and hop (a :class:`~torch_geometric.sampler.NumNeighbors`
@@ -218,7 +250,7 @@ class Recommender(torch.nn.Module):
             empty slots; with :obj:`return_scores`, also their scores
             :obj:`[N, k]` (:obj:`NaN` in empty slots).
         """
-        from pyg_mentor.evaluation import topk_items
+        from pyg_mentor.evaluation import auto_batch_size, topk_items
 
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"'k' must be a positive integer, got {k!r}")
@@ -227,24 +259,40 @@ class Recommender(torch.nn.Module):
             bad = users[(users < 0) | (users >= self.num_users)].unique().tolist()
             raise ValueError(f'user ids must be in [0, {self.num_users}), got {bad}')
         # Each distinct user is scored and masked once; repeats share its row.
+        # Users are scored in chunks sized from the available memory (as the
+        # evaluator's, see auto_batch_size): never all users x all items.
         unique, inverse = users.unique(return_inverse=True)
         was_training = self.training
         self.eval()
-        scores = self.scorer(data)(unique)
+        scorer = self.scorer(data)
         self.train(was_training)
-        pairs = None
+        row = None
         if exclude_index is not None and exclude_index.numel() > 0:
-            exclude_index = exclude_index.to(scores.device)
-            row = torch.full((self.num_users,), -1, dtype=torch.long, device=scores.device)
-            row[unique.to(scores.device)] = torch.arange(unique.numel(), device=scores.device)
-            rows = row[exclude_index[0]]
-            keep = rows >= 0
-            pairs = torch.stack([rows[keep], exclude_index[1, keep]])
-        top = topk_items(scores, k, pairs)  # empty slots hold `num_items`
-        empty = top == scores.size(1)
-        top_scores = scores.gather(1, top.clamp(max=scores.size(1) - 1))
-        top_scores = top_scores.masked_fill(empty, float('nan'))
-        top = top.masked_fill(empty, -1)
+            row = torch.full((self.num_users,), -1, dtype=torch.long)
+            row[unique] = torch.arange(unique.numel())
+        tops, values = [], []
+        start, size = 0, 1  # the first user alone: the scores' device and dtype
+        while start < unique.numel():
+            end = min(start + size, unique.numel())
+            scores = scorer(unique[start:end])
+            if start == 0:
+                size = auto_batch_size(scores.size(1), scores.element_size(), device=scores.device)
+            pairs = None
+            if row is not None:
+                assert exclude_index is not None
+                index = exclude_index.to(scores.device)
+                rows = row.to(scores.device)[index[0]]
+                keep = (rows >= start) & (rows < end)
+                pairs = torch.stack([rows[keep] - start, index[1, keep]])
+            top = topk_items(scores, k, pairs)  # empty slots hold `num_items`
+            empty = top == scores.size(1)
+            top_scores = scores.gather(1, top.clamp(max=scores.size(1) - 1))
+            values.append(top_scores.masked_fill(empty, float('nan')))
+            tops.append(top.masked_fill(empty, -1))
+            start = end
+        if not tops:  # no user
+            tops, values = [torch.empty(0, k, dtype=torch.long)], [torch.empty(0, k)]
+        top, top_scores = torch.cat(tops), torch.cat(values)
         inverse = inverse.to(top.device)
         if return_scores:
             return top[inverse], top_scores[inverse]

@@ -118,6 +118,7 @@ class FREEDOM(Recommender):
     multimodal = True
     needs_item_graph = True
     supports_sampling = True
+    supports_distributed = True
 
     def __init__(
         self,

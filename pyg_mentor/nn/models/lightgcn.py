@@ -161,6 +161,7 @@ class LightGCN(Recommender):
     """
 
     supports_sampling = True
+    supports_distributed = True
 
     def __init__(
         self,

@@ -184,6 +184,7 @@ class MENTOR(Recommender):
     multimodal = True
     needs_item_graph = True
     supports_sampling = True
+    supports_distributed = True
 
     def __init__(
         self,
@@ -350,7 +351,7 @@ class MENTOR(Recommender):
                 self.encoders[m].preference[global_index(users, data, USER)]
                 for m in self.modalities
             ],
-            self.user_modality_weight,
+            shared=[self.user_modality_weight],
         )
 
         sampled = node_ids(data, USER) is not None
@@ -401,6 +402,22 @@ class MENTOR(Recommender):
                 'MENTOR with eval_cached_embeddings=True cannot train on '
                 'sampled subgraphs: a training forward covers the '
                 'subgraph of a batch only, not every user and item'
+            )
+
+    def check_distributed(self) -> None:
+        r"""Refuses :obj:`cl_scope='batch'`: its InfoNCE, alignment and mask
+        terms run over the batch's *distinct* users and items, which the
+        processes' shards of a batch share and do not add up to. With
+        :obj:`cl_scope='all'` (the release's) those terms run over every user
+        and item, the same on every process, and BPR and the regulariser are
+        batch reductions: multi-process training is exact."""
+        super().check_distributed()
+        if self.cl_scope == 'batch':
+            raise ValueError(
+                "MENTOR with cl_scope='batch' cannot train on several processes "
+                "exactly: its InfoNCE, alignment and mask terms run over the batch's "
+                'distinct users and items, which the shards of a batch share; use '
+                "cl_scope='all' (the release's, full-graph) or train in one process"
             )
 
     def sampled_neighbors(self, num_neighbors: Sequence[int]) -> dict[EdgeType, list[int]]:

@@ -35,6 +35,7 @@ class MFBPR(Recommender):
     """
 
     supports_sampling = True
+    supports_distributed = True
 
     def __init__(
         self,

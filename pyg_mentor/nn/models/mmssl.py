@@ -375,6 +375,19 @@ class MMSSL(Recommender):
         self._derived.clear()  # Rebuilt in the new dtype / on the new device.
         return super()._apply(fn, recurse)
 
+    def check_distributed(self) -> None:
+        r"""Refuses multi-process training: a step's discriminator, its
+        contrastive term and the update of the generated graphs run over the
+        batch's *distinct* users (scores over all items for each), which the
+        processes' shards of a batch share and do not add up to, and the
+        generated graphs are a state every step rewrites from those rows."""
+        raise ValueError(
+            'MMSSL does not support multi-process training (--nproc / torchrun): '
+            'its discriminator, contrastive term and generated-graph update run over the '
+            "batch's distinct users, which the shards of a batch share, so the shards "
+            'would not add up to the step of one process; train it in one process'
+        )
+
     def check_sampling(self) -> None:
         r"""MMSSL does not train on sampled subgraphs: its adversarial step
         compares every batch user's scores over *all* items (rows of

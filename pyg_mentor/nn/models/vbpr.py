@@ -67,6 +67,7 @@ class VBPR(Recommender):
 
     multimodal = True
     supports_sampling = True
+    supports_distributed = True
 
     def __init__(
         self,
