@@ -67,7 +67,7 @@ if not __package__:  # `python benchmarks/compare.py`: import the checkout's pac
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from benchmarks._common import machine_info
-from pyg_mentor.config import TrainConfig, expand_grid, parse_assignments
+from pyg_mentor.config import TrainConfig, expand_grid, is_grid_axis, parse_assignments
 from pyg_mentor.run_folder import SavedRun, read_json, read_run
 
 if TYPE_CHECKING:
@@ -191,10 +191,6 @@ def parse_model_pairs(
 def parse_imports(pairs: Sequence[str]) -> list[tuple[str, Path]]:
     r"""``['mentor=runs/x']`` -> ``[('mentor', Path('runs/x'))]``."""
     return [(model, Path(path)) for model, path in parse_model_pairs(pairs)]
-
-
-def _is_axis(key: str, value: Any) -> bool:
-    return isinstance(value, list) and key != 'ks'
 
 
 def resolve_run_options(
@@ -542,7 +538,7 @@ def why_they_differ(
 
 def _axes_of(record: RunRecord) -> dict[str, list[Any]]:
     options = (read_json(Path(record.path) / 'compare.json') or {}).get('options', {})
-    return {k: v for k, v in options.items() if _is_axis(k, v)}
+    return {k: v for k, v in options.items() if is_grid_axis(k, v)}
 
 
 def _short_kwargs(record: RunRecord) -> str:

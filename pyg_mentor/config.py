@@ -468,7 +468,7 @@ def expand_grid(
         )
     # `ks`, `modalities` and `num_neighbors` are lists by nature; a grid over
     # them is a list of lists.
-    axes = {k: v for k, v in options.items() if _is_axis(k, v)}
+    axes = {k: v for k, v in options.items() if is_grid_axis(k, v)}
     for key, values in axes.items():
         if not values:
             raise ValueError(f'{key}=[] is an empty grid axis: give at least one value')
@@ -488,7 +488,7 @@ def expand_grid(
     return trials
 
 
-def _is_axis(key: str, value: Any) -> bool:
+def is_grid_axis(key: str, value: Any) -> bool:
     r"""Whether an option value is a grid axis: a list, except for the options
     whose values are lists themselves, which are axes as lists of lists."""
     if not isinstance(value, list):

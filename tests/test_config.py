@@ -119,3 +119,17 @@ def test_check_model_option_ranges():
     ]:
         with pytest.raises(ValueError, match=rf'{name} must be {re.escape(message)}'):
             check_model_option(name, value)
+
+
+def test_grid_axes_of_list_valued_options():
+    from pyg_mentor.config import is_grid_axis
+
+    # Options whose values are lists are axes only as lists of lists.
+    assert not is_grid_axis('num_neighbors', [10, 10])
+    assert is_grid_axis('num_neighbors', [[10, 10], [5, 5]])
+    assert not is_grid_axis('modalities', ['text'])
+    assert not is_grid_axis('ks', [10, 20])
+    assert is_grid_axis('lr', [1e-3, 1e-4])
+    assert not is_grid_axis('lr', 1e-3)
+    trials = expand_grid(LightGCN, {'sampler': 'neighbor', 'num_neighbors': [10, 10]})
+    assert len(trials) == 1 and trials[0].train.num_neighbors == [10, 10]
