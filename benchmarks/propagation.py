@@ -42,11 +42,24 @@ max |difference| / max |ours| must be below 1e-4, otherwise the run fails.
     python benchmarks/propagation.py                  # Baby, Sports, Clothing; d = 64 128 448
     python benchmarks/propagation.py --full --widths 64   # + a synthetic 10M-edge graph
     python benchmarks/propagation.py --quick          # small synthetic graph (smoke test)
+    python benchmarks/propagation.py --graphs baby --widths 64 --contention 0 1 2
 
 On a CPU shared with other busy processes, set ``OMP_WAIT_POLICY=PASSIVE``
 before Python starts: with spinning OpenMP threads, short sparse kernels got
 10-100x slower here under load (the script prints a note when it is unset
 and the load is high; the JSON records it and the load average per cell).
+``--contention 0 1 2`` measures that load itself: for each level it starts
+that many competing busy processes (pure-Python loops, one core each, at
+this process's priority; each stops by itself after ``--contention-max-s``
+seconds and is killed when its level is done), runs every cell, and stops
+them. Every row records its level (``contention``), every table title the
+threading environment (``OMP_WAIT_POLICY``, torch threads, competing
+processes), and with more than one level a summary table gives each
+method's median per level and its time relative to the fastest method of
+the same cell (``time_vs_fastest``). ``--threads`` sets torch's threads.
+Measured so on Baby (``benchmarks/results/propagation_contention*.md``):
+``PASSIVE`` removed the collapse under load but made the quiet machine's
+calls slower, since sleeping OpenMP threads must be woken for every kernel.
 
 Per graph it prints a markdown table: median milliseconds per call over
 ``--repeat`` timed calls (after ``--warmup`` calls, the first of which does
@@ -73,13 +86,15 @@ per cell goes to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -424,6 +439,56 @@ def raw_spmm_methods(
 
 
 # ----------------------------------------------------------------------------
+# Competing load
+# ----------------------------------------------------------------------------
+BUSY_LOOP = (
+    'import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n'
+)
+
+
+@contextlib.contextmanager
+def competing_load(count: int, max_s: float) -> Iterator[list[subprocess.Popen]]:
+    """``count`` competing busy processes (pure-Python loops, one core each)
+    while the block runs; each ends by itself after ``max_s`` seconds at the
+    latest and is killed when the block exits, however it exits."""
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(count):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, '-I', '-S', '-c', BUSY_LOOP.format(seconds=max_s)]
+                )
+            )
+        if procs:
+            time.sleep(0.2)  # let them start spinning
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
+def check_load(procs: Sequence[subprocess.Popen], max_s: float) -> None:
+    """Raises if a competing process ended before the cells did (so no row
+    claims a load it did not have)."""
+    if any(proc.poll() is not None for proc in procs):
+        raise RuntimeError(
+            f'a competing busy process stopped before the cells were done (each stops '
+            f'after --contention-max-s {max_s:g} s); raise --contention-max-s'
+        )
+
+
+def threading_label(level: int) -> str:
+    """The threading environment of a table: wait policy, threads, load."""
+    policy = os.environ.get('OMP_WAIT_POLICY') or 'unset'
+    return (
+        f'OMP_WAIT_POLICY={policy}, {torch.get_num_threads()} torch threads, '
+        f'{level} competing busy process{"es" * (level != 1)}'
+    )
+
+
+# ----------------------------------------------------------------------------
 # Timing and checking
 # ----------------------------------------------------------------------------
 def make_step(
@@ -504,8 +569,10 @@ def bench_cell(
     nnz: int,
     backward: bool,
     args: argparse.Namespace,
+    contention: int = 0,
 ) -> list[dict]:
-    """Checks and times every method on one graph, width and pass."""
+    """Checks and times every method on one graph, width and pass (with
+    ``contention`` competing busy processes running, recorded in the rows)."""
     d = x.size(1)
     pass_ = 'fwd+bwd' if backward else 'fwd'
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
@@ -565,6 +632,7 @@ def bench_cell(
     raw_autograd = [medians[m.name] for m in methods if m.autograd_raw and m.name in medians]
     best_raw = min(raw) if raw else None
     best_raw_autograd = min(raw_autograd) if raw_autograd else None
+    fastest = min(medians.values(), default=None)
     rows = []
     for m in methods:
         row = dict(
@@ -573,6 +641,7 @@ def bench_cell(
             nnz=nnz,
             width=d,
             pass_=pass_,
+            contention=contention,
             method=m.name,
             family=m.family,
             setup_ms=m.setup_ms,
@@ -587,6 +656,7 @@ def bench_cell(
                 speedup_vs_release=release / ms if release else None,
                 time_vs_best_raw=ms / best_raw if best_raw else None,
                 time_vs_best_raw_autograd=ms / best_raw_autograd if best_raw_autograd else None,
+                time_vs_fastest=ms / fastest,
                 spread=iqr(times[m.name]) / statistics.median(times[m.name]),
                 out_max_rel_diff=diffs[m.name][0], grad_max_rel_diff=diffs[m.name][1],
             )  # fmt: skip
@@ -623,6 +693,38 @@ def format_table(title: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def format_contention_table(rows: list[dict], levels: Sequence[int]) -> list[str]:
+    """One table per graph, width and pass: each method's median ms per
+    contention level and its time relative to the fastest method there."""
+    lines = ['### Contention summary', '']
+    head = ''.join(f' {level} busy: ms | / fastest |' for level in levels)
+    keys = dict.fromkeys((r['table'], r['graph'], r['width'], r['pass_']) for r in rows)
+    for table, graph, width, pass_ in keys:
+        cell = [
+            r
+            for r in rows
+            if (r['table'], r['graph'], r['width'], r['pass_']) == (table, graph, width, pass_)
+        ]
+        by = {(r['method'], r['contention']): r for r in cell}
+        lines += [
+            f'{table}, {graph}, d={width}, {pass_}:',
+            '',
+            f'| method |{head}',
+            '|---|' + '---:|---:|' * len(levels),
+        ]
+        for method in dict.fromkeys(r['method'] for r in cell):
+            parts = []
+            for level in levels:
+                row = by.get((method, level))
+                if row is None or row['skipped']:
+                    parts.append(' skipped | |')
+                else:
+                    parts.append(f' {row["median_ms"]:,.2f} | {row["time_vs_fastest"]:.2f} |')
+            lines.append(f'| {method} |' + ''.join(parts))
+        lines.append('')
+    return lines
+
+
 def target_lines(rows: list[dict]) -> tuple[list[str], list[dict]]:
     """The targets, set for Baby, d = 64, fwd+bwd (listed for every graph):
     ours >= 12x faster than the release-style method and within 1.3x of the
@@ -645,18 +747,22 @@ def target_lines(rows: list[dict]) -> tuple[list[str], list[dict]]:
                 table=row['table'],
                 width=row['width'],
                 pass_=row['pass_'],
+                contention=row['contention'],
                 method=row['method'],
                 speedup_vs_release=speed,
                 time_vs_best_raw=strict,
                 time_vs_best_raw_autograd=plain,
+                time_vs_fastest=row['time_vs_fastest'],
                 met=ok,
             )
         )
         lines.append(
-            f'- {row["table"]}, {row["method"]}: {_fmt_ratio(speed, "x")} faster than '
+            f'- {row["table"]}, {row["contention"]} busy, {row["method"]}: '
+            f'{_fmt_ratio(speed, "x")} faster than '
             f'release-style (target >= 12x); time / best autograd raw SpMM '
             f'{_fmt_ratio(plain)} (target <= 1.3): {"met" if ok else "MISSED"}; '
-            f'time / hand-written CSR with precomputed A^T {_fmt_ratio(strict)}'
+            f'time / hand-written CSR with precomputed A^T {_fmt_ratio(strict)}; '
+            f'time / fastest method {_fmt_ratio(row["time_vs_fastest"])}'
         )
     return lines, checks
 
@@ -687,6 +793,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         '--threads', type=int, default=None, help='torch threads (default: leave as is)'
     )
     parser.add_argument(
+        '--contention', type=int, nargs='+', default=[0], metavar='N',
+        help='numbers of competing busy processes (one core each) to run the cells '
+        'with, one level after the other (default: 0)',
+    )  # fmt: skip
+    parser.add_argument(
+        '--contention-max-s', type=float, default=1800.0,
+        help='a competing process stops by itself after this many seconds (default: 1800)',
+    )  # fmt: skip
+    parser.add_argument(
         '--mem-limit-gb',
         type=float,
         default=12.0,
@@ -710,6 +825,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         'update the committed table: --out benchmarks/results/propagation.json)',
     )
     args = parser.parse_args(argv)
+    if min(args.contention) < 0:
+        parser.error('--contention: levels must be >= 0')
+    args.contention = list(dict.fromkeys(args.contention))
     started = time.perf_counter()
     note = cpu_contention_note()
     if note:
@@ -781,26 +899,36 @@ def main(argv: Sequence[str] | None = None) -> dict:
             )
             cells.append((knn_name, item_methods, num_knn, num_knn, knn_index.size(1)))
 
-        table_rows = []
-        for d in args.widths:
-            for graph, cell_methods, num_rows, split_at, cell_nnz in cells:
-                gen = torch.Generator().manual_seed(args.seed + d)
-                x = torch.randn(num_rows, d, generator=gen)
-                for backward in (False, True):
-                    table_rows += bench_cell(
-                        spec.name, graph, cell_methods, x, split_at, cell_nnz, backward, args
-                    )
-                    print(
-                        f'[{time.perf_counter() - started:.0f} s] {spec.name}, {graph}, d={d}, '
-                        f'{"fwd+bwd" if backward else "fwd"} done',
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                del x
-        rows += table_rows
-        tables += format_table(title, table_rows) + ['']
-        print('\n'.join(format_table(title, table_rows)) + '\n', flush=True)
+        for level in args.contention:
+            table_rows = []
+            with competing_load(level, args.contention_max_s) as procs:
+                for d in args.widths:
+                    for graph, cell_methods, num_rows, split_at, cell_nnz in cells:
+                        gen = torch.Generator().manual_seed(args.seed + d)
+                        x = torch.randn(num_rows, d, generator=gen)
+                        for backward in (False, True):
+                            table_rows += bench_cell(
+                                spec.name, graph, cell_methods, x, split_at, cell_nnz,
+                                backward, args, contention=level,
+                            )  # fmt: skip
+                            check_load(procs, args.contention_max_s)
+                            print(
+                                f'[{time.perf_counter() - started:.0f} s] {spec.name}, '
+                                f'{graph}, d={d}, {"fwd+bwd" if backward else "fwd"}, '
+                                f'{level} busy done',
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                        del x
+            rows += table_rows
+            table = format_table(f'{title}; {threading_label(level)}', table_rows)
+            tables += table + ['']
+            print('\n'.join(table) + '\n', flush=True)
         del methods
+    if len(args.contention) > 1:
+        summary_table = format_contention_table(rows, args.contention)
+        tables += summary_table
+        print('\n'.join(summary_table), flush=True)
 
     target, checks = target_lines(rows)
     if args.quick:  # The targets are set for the full-size graphs.
@@ -819,8 +947,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     header = [
         f'Propagation benchmark: `{command.strip()}` took {run_s:.0f} s '
         f'({machine_info()["date"]}, commit {machine_info()["commit"]}; '
-        f'{torch.get_num_threads()} threads, torch {torch.__version__}, float32, CPU, '
-        f'OMP_WAIT_POLICY={policy or "unset"}, 1-minute load average '
+        f'{torch.get_num_threads()} threads on {os.cpu_count()} cores, torch '
+        f'{torch.__version__}, float32, CPU, OMP_WAIT_POLICY={policy or "unset"}, '
+        f'competing busy processes {", ".join(map(str, args.contention))} (started by '
+        f'the script, pure-Python loops), 1-minute load average '
         f'{min(loads, default=0):.1f}-{max(loads, default=0):.1f} during the cells).',
         '',
         f'Median of {args.repeat} calls after {args.warmup} warm-up calls per method and '
@@ -842,7 +972,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = save_result(
         args.out, 'propagation',
         widths=args.widths, repeat=args.repeat, warmup=args.warmup, quick=args.quick,
-        full=args.full, command=command.strip(), run_s=run_s,
+        full=args.full, command=command.strip(), run_s=run_s, contention=args.contention,
+        contention_max_s=args.contention_max_s,
         torch_sparse=torch_sparse is not None, graphs=graphs, targets=checks, rows=rows,
     )  # fmt: skip
     args.out.with_suffix('.md').write_text('\n'.join(header + tables + summary) + '\n')
