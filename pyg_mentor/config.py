@@ -163,6 +163,10 @@ class TrainConfig:
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
+#: The item-graph search methods (:func:`~pyg_mentor.utils.knn_item_graph`).
+KNN_METHODS = ('exact', 'ivf')
+
+
 @dataclass
 class DataConfig:
     r"""How the dataset is prepared for a model, before it is built: which item
@@ -183,12 +187,18 @@ class DataConfig:
             modality's graph in the fused item graph; overrides
             :obj:`mm_image_weight`. By default uniform for modality sets other
             than image + text.
+        knn_method (str): How FAISS finds the neighbours (see
+            :func:`~pyg_mentor.utils.knn_item_graph`): ``'exact'`` (a flat
+            inner-product index, :math:`O(I^2 d)`) or ``'ivf'`` (an inverted
+            file index, approximate: for catalogues of a million items, where
+            the exact search takes hours on a CPU).
     """
 
     modalities: list[str] | None = None
     knn_k: int = 10
     mm_image_weight: float = 0.1
     modality_weights: dict[str, float] | None = None
+    knn_method: str = 'exact'
 
     def __post_init__(self):
         if isinstance(self.modalities, str):  # `--set modalities=audio,text`
@@ -199,6 +209,10 @@ class DataConfig:
                 raise ValueError('modalities must name at least one modality')
         if isinstance(self.knn_k, bool) or not isinstance(self.knn_k, int) or self.knn_k < 1:
             raise ValueError(f'knn_k must be a positive integer, got {self.knn_k!r}')
+        if self.knn_method not in KNN_METHODS:
+            raise ValueError(
+                f'knn_method must be one of {list(KNN_METHODS)}, got {self.knn_method!r}'
+            )
         if not 0.0 <= float(self.mm_image_weight) <= 1.0:
             raise ValueError(f'mm_image_weight must be in [0, 1], got {self.mm_image_weight}')
         if self.modality_weights is not None:

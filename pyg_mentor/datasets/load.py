@@ -123,7 +123,7 @@ def prepare_data(
         names = config.modalities
     if item_graph and names:
         transforms += [
-            ModalityKNNGraph(config.knn_k, names, cache_dir=cache_dir),
+            ModalityKNNGraph(config.knn_k, names, method=config.knn_method, cache_dir=cache_dir),
             FuseItemGraphs(config.graph_weights(names)),
         ]
     if not transforms:

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import coalesce, degree
 
-#: The search strategies :func:`knn_item_graph` supports.
-KNN_METHODS = ('exact', 'ivf')
+from pyg_mentor.config import KNN_METHODS  # the search strategies of knn_item_graph
 
 #: Rows whose L2 norm is below this are treated as zero vectors when
 #: normalising (see :func:`torch.nn.functional.normalize`).
