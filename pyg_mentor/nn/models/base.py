@@ -266,10 +266,18 @@ class Recommender(torch.nn.Module):
         self.eval()
         scorer = self.scorer(data)
         self.train(was_training)
-        row = None
+        # The excluded pairs of the requested users, as (row of `unique`,
+        # item) sorted by row, mapped once: a chunk takes its slice `ptr`.
+        pairs_all, ptr = None, None
         if exclude_index is not None and exclude_index.numel() > 0:
             row = torch.full((self.num_users,), -1, dtype=torch.long)
             row[unique] = torch.arange(unique.numel())
+            exclude_index = exclude_index.cpu()
+            rows = row[exclude_index[0]]
+            keep = rows >= 0
+            pairs_all = torch.stack([rows[keep], exclude_index[1, keep]])
+            pairs_all = pairs_all[:, pairs_all[0].argsort(stable=True)]
+            ptr = torch.searchsorted(pairs_all[0], torch.arange(unique.numel() + 1)).tolist()
         tops, values = [], []
         start, size = 0, 1  # the first user alone: the scores' device and dtype
         while start < unique.numel():
@@ -278,12 +286,10 @@ class Recommender(torch.nn.Module):
             if start == 0:
                 size = auto_batch_size(scores.size(1), scores.element_size(), device=scores.device)
             pairs = None
-            if row is not None:
-                assert exclude_index is not None
-                index = exclude_index.to(scores.device)
-                rows = row.to(scores.device)[index[0]]
-                keep = (rows >= start) & (rows < end)
-                pairs = torch.stack([rows[keep] - start, index[1, keep]])
+            if pairs_all is not None:
+                assert ptr is not None
+                chunk = pairs_all[:, ptr[start] : ptr[end]]
+                pairs = torch.stack([chunk[0] - start, chunk[1]]).to(scores.device)
             top = topk_items(scores, k, pairs)  # empty slots hold `num_items`
             empty = top == scores.size(1)
             top_scores = scores.gather(1, top.clamp(max=scores.size(1) - 1))
