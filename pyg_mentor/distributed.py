@@ -137,8 +137,14 @@ def process_group(device: str | torch.device = 'cpu') -> Iterator[Any]:
     dist.init_process_group(backend, rank=rank, world_size=world, timeout=TIMEOUT)
     try:
         yield dist.group.WORLD
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    # Every rank leaves together: a rank that tore down its gloo connections
+    # while rank 0 still wrote its last files was seen to abort at exit
+    # ("terminate called without an active exception", status -6).
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def get_rank(group: Any = None) -> int:
