@@ -23,7 +23,9 @@ interleaved, on the same inputs:
   ``spmm`` path) and on a precomputed normalised, destination-sorted
   ``EdgeIndex`` with ``edge_weight`` (``LGConv`` does not declare
   ``SUPPORTS_FUSED_EDGE_INDEX``, so this runs per-edge messages), and the raw
-  fused ``EdgeIndex.matmul`` that our layer calls.
+  fused ``EdgeIndex.matmul`` (which our layer calls only for edge weights that
+  require a gradient; otherwise it multiplies by precomputed CSR matrices of
+  ``A^T`` and ``A``, see :func:`pyg_mentor.nn.conv.bipartite_light_conv.to_csr_pair`).
 * raw SpMM: ``torch.sparse.mm`` with a precomputed normalised N x N COO and
   CSR matrix (gradients by autograd), CSR with a hand-written backward that
   uses a precomputed transposed CSR, and ``torch_sparse.SparseTensor``

@@ -166,7 +166,23 @@ def test_train_epochs_plan_and_quiet_output(toy, tmp_path):
         '1',
     )
     assert loud.returncode == 0, loud.stderr
-    assert 'HeteroData(' in loud.stderr and 'UserWarning' in loud.stderr
+    assert 'HeteroData(' in loud.stderr and ' DEBUG ' in loud.stderr
+
+
+def test_verbose_keeps_third_party_warnings():
+    import warnings
+
+    from pyg_mentor.cli import KNOWN_WARNINGS, setup_logging
+
+    def filtered() -> set[str]:
+        return {f[1].pattern for f in warnings.filters if f[0] == 'ignore' and f[1] is not None}
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()  # earlier commands of this process installed them
+        setup_logging(verbose=True)
+        assert not filtered() & set(KNOWN_WARNINGS)
+        setup_logging(verbose=False)
+        assert set(KNOWN_WARNINGS) <= filtered()
 
 
 def test_epochs_flag_checks(tmp_path, capsys):

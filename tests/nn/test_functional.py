@@ -123,14 +123,16 @@ def test_info_nce_identical_rows(chunk_size: int | None) -> None:
 
 
 @pytest.mark.parametrize('chunk_size', [8, None])
-def test_info_nce_small_tau_opposite_views_float32(chunk_size: int | None) -> None:
-    # every <a_i, b_j> is close to -1: with tau = 0.02 each exp(S_ij - 1/tau)
-    # is ~exp(-100) and underflows float32, so this needs the row-max shift
+@pytest.mark.parametrize('tau', [0.02, 0.025, 0.03])
+def test_info_nce_small_tau_opposite_views_float32(chunk_size: int | None, tau: float) -> None:
+    # every <a_i, b_j> is close to -1: exp(S_ij) ~ exp(-1/tau), at the edge of
+    # float32 for the unshifted path (tau >= 0.025) and underflowing with a
+    # shift by 1/tau; tau = 0.02 takes the row-max shift
     gen = torch.Generator().manual_seed(8)
     a = torch.tensor([1.0, 0.0]) + 0.1 * torch.randn(40, 2, generator=gen)
     b = torch.tensor([-1.0, 0.0]) + 0.1 * torch.randn(40, 2, generator=gen)
-    loss, g_a, g_b = loss_and_grads(a, b, 0.02, chunk_size)
-    ref_loss, ref_a, ref_b = reference_info_nce(a.numpy(), b.numpy(), 0.02)
+    loss, g_a, g_b = loss_and_grads(a, b, tau, chunk_size)
+    ref_loss, ref_a, ref_b = reference_info_nce(a.numpy(), b.numpy(), tau)
     assert loss == pytest.approx(ref_loss, rel=1e-5)
     assert_grad_close(g_a, ref_a, rtol=1e-4)
     assert_grad_close(g_b, ref_b, rtol=1e-4)
@@ -243,7 +245,32 @@ def test_align_loss_gradient() -> None:
     assert torch.autograd.gradcheck(lambda *r: align_loss(r), reps)
 
 
+def test_align_loss_parts_are_taken_together() -> None:
+    # (users, items) parts: the statistics of their concatenation, hand-computed
+    # above (guide = rows [0 0] and [0 4]; fused = [1 2 3] and [4]).
+    parts = dict(ALIGN_REPS)
+    parts['guide'] = (torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 4.0]]))
+    parts['fused'] = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([[4.0]])]
+    assert align_loss(parts).item() == pytest.approx(ALIGN_TOTAL, rel=1e-6)
+    # values and gradients equal those of torch.var_mean on the concatenation
+    gen = torch.Generator().manual_seed(3)
+    users = [torch.randn(6, 4, generator=gen, dtype=torch.float64) * s + s for s in (1, 2)]
+    items = [torch.randn(3, 4, generator=gen, dtype=torch.float64) - s for s in (1, 2)]
+    leaves = [t.requires_grad_() for t in users + items]
+    got = align_loss([(users[0], items[0]), (users[1], items[1])])
+    (va, ma), (vb, mb) = (torch.var_mean(torch.cat([u, i])) for u, i in zip(users, items))
+    want = (va - vb).abs() + (ma - mb).abs()
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    for g, w in zip(torch.autograd.grad(got, leaves), torch.autograd.grad(want, leaves)):
+        assert torch.allclose(g, w, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *t: align_loss([t[:2], t[2:]]), leaves)
+
+
 def test_align_loss_validates_arguments() -> None:
+    with pytest.raises(ValueError, match='two entries'):
+        align_loss([torch.ones(1), torch.ones(3)])
+    with pytest.raises(TypeError, match='sequence of tensors'):
+        align_loss([torch.ones(3), [1.0, 2.0]])
     with pytest.raises(ValueError, match='at least two'):
         align_loss({'fused': ALIGN_REPS['fused']})
     with pytest.raises(ValueError, match='pair'):

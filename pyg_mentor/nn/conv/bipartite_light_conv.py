@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor, PairTensor, SparseTensor
@@ -50,7 +54,9 @@ def to_fused_adj(
     r"""Turns source-to-destination edges into the transposed adjacency
     :math:`\mathbf{A}^{\top}` (:obj:`[num_dst, num_src]`) as a row-sorted
     :class:`~torch_geometric.EdgeIndex` with its CSR and CSC pointers built, so
-    that forward and backward are one fused sparse-dense product each.
+    that forward and backward are one fused sparse-dense product each. This is
+    the path for edge weights that require a gradient (see :func:`to_csr_pair`
+    for the others).
 
     Returns:
         (EdgeIndex, torch.Tensor or None): The adjacency and the edge weights
@@ -66,6 +72,64 @@ def to_fused_adj(
     adj_t.get_csr()
     adj_t.get_csc()  # Used by the backward pass.
     return adj_t, None if edge_weight is None else edge_weight[perm]
+
+
+def _csr(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) -> Tensor:
+    # A torch.sparse CSR matrix from (row, col, value), any order.
+    perm = (row * size[1] + col).argsort()
+    row, col, value = row[perm], col[perm], value[perm]
+    crow = torch.zeros(size[0] + 1, dtype=torch.long, device=row.device)
+    crow[1:] = torch.bincount(row, minlength=size[0]).cumsum(0)
+    with warnings.catch_warnings():  # "CSR support is in beta state"
+        warnings.filterwarnings('ignore', 'Sparse CSR tensor support', UserWarning)
+        return torch.sparse_csr_tensor(crow, col, value, size, check_invariants=False)
+
+
+def to_csr_pair(
+    edge_index: Tensor,
+    edge_weight: Tensor | None,
+    num_src: int,
+    num_dst: int,
+    dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""The transposed adjacency :math:`\mathbf{A}^{\top}`
+    (:obj:`[num_dst, num_src]`, :math:`A^{\top}_{ij} = w_{j \to i}`) and the
+    adjacency :math:`\mathbf{A}` itself, both as :obj:`torch.sparse` CSR
+    matrices (weights, or ones, as values).
+
+    Propagation is :math:`\mathbf{X}^{\prime} = \mathbf{A}^{\top}
+    \mathbf{X}` and its gradient :math:`\partial \mathcal{L} / \partial
+    \mathbf{X} = \mathbf{A} \, \partial \mathcal{L} / \partial
+    \mathbf{X}^{\prime}`: with both matrices at hand each pass is one
+    row-parallel CSR product (no transposition, no atomic scatter in the
+    backward pass). On the Baby graph this is the fastest of PyG's and
+    :obj:`torch.sparse`'s products forward+backward, also when other
+    processes compete for the cores (``benchmarks/results/propagation.md``).
+    """
+    src, dst = edge_index[0], edge_index[1]
+    if edge_weight is None:
+        edge_weight = torch.ones(src.numel(), dtype=dtype, device=src.device)
+    return (
+        _csr(dst, src, edge_weight, (num_dst, num_src)),
+        _csr(src, dst, edge_weight, (num_src, num_dst)),
+    )
+
+
+class _CSRPairMatmul(torch.autograd.Function):
+    r""":math:`\mathbf{A}^{\top}\mathbf{X}` with the precomputed CSR
+    :math:`\mathbf{A}` for the backward pass (no gradient for the values)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, adj_t: Tensor, adj: Tensor) -> Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj_t, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        return torch.sparse.mm(ctx.adj, grad_out), None, None
 
 
 class BipartiteLightConv(MessagePassing):
@@ -87,18 +151,24 @@ class BipartiteLightConv(MessagePassing):
     :math:`\mathbf{D}^{-1/2} \mathbf{A} \mathbf{D}^{-1/2}` of the symmetric
     :math:`(U + I) \times (U + I)` graph.
 
-    The layer normalises a plain :obj:`edge_index` once, turns it into the
-    transposed adjacency as a row-sorted :class:`~torch_geometric.EdgeIndex`
-    (CSR and CSC pointers built once) and propagates with one fused
-    sparse-dense matrix product in :meth:`message_and_aggregate`, forward and
-    backward; with :obj:`cached=True` the adjacency is kept for later calls
+    The layer normalises a plain :obj:`edge_index` once, builds the
+    transposed adjacency :math:`\mathbf{A}^{\top}` and :math:`\mathbf{A}` as
+    :obj:`torch.sparse` CSR matrices (:func:`to_csr_pair`) and propagates with
+    one row-parallel CSR product forward (:math:`\mathbf{A}^{\top}
+    \mathbf{X}`) and one backward (:math:`\mathbf{A}\,\partial\mathcal{L} /
+    \partial\mathbf{X}^{\prime}`); edge weights that require a gradient take
+    PyG's fused :class:`~torch_geometric.EdgeIndex` product instead, which
+    also differentiates the weights (:func:`to_fused_adj`). With
+    :obj:`cached=True` the adjacency is kept for later calls
     on the same graph, as in :class:`~torch_geometric.nn.conv.GCNConv`, but
     only while the layer is called with the same :obj:`edge_index` (and
     :obj:`edge_weight`) tensor objects, unmodified: a call on another graph
     (a subgraph, an augmented view) rebuilds and re-caches it, so a cached
     layer is never silently applied to the wrong graph. Measured on the Baby
-    graph this is ~20x faster than per-edge messages with degrees recomputed
-    on every call (see :obj:`benchmarks/`).
+    graph this is ~10-20x faster than per-edge messages with degrees
+    recomputed on every call, and within a few percent of the fastest raw
+    sparse product, with or without competing processes
+    (``benchmarks/results/propagation.md``).
     A :class:`torch_sparse.SparseTensor` or :obj:`torch.sparse` adjacency
     :obj:`adj_t` (:obj:`[num_dst, num_src]`) is used as given, already
     normalised.
@@ -128,7 +198,7 @@ class BipartiteLightConv(MessagePassing):
         torch.Size([4, 8])
     """
 
-    _cached_adj: tuple[EdgeIndex, Tensor | None] | None
+    _cached_adj: tuple[Tensor, Tensor | None] | None
 
     def __init__(self, normalize: bool = True, cached: bool = False, **kwargs):
         kwargs.setdefault('aggr', 'add')
@@ -143,6 +213,13 @@ class BipartiteLightConv(MessagePassing):
         self._cached_adj = None
         self._cached_key = None
 
+    def __getstate__(self) -> dict:
+        # Copies and pickles leave the cached adjacency behind (a CSR matrix
+        # cannot be deep-copied; the copy rebuilds it on its first call).
+        state = super().__getstate__()
+        state['_cached_adj'] = state['_cached_key'] = None
+        return state
+
     @staticmethod
     def _graph_key(
         edge_index: Tensor, edge_weight: OptTensor, size: tuple[int, int], x: Tensor
@@ -154,6 +231,7 @@ class BipartiteLightConv(MessagePassing):
             edge_index._version,
             edge_weight,
             None if edge_weight is None else edge_weight._version,
+            None if edge_weight is None else edge_weight.requires_grad,
             size,
             x.dtype,
             x.device,
@@ -197,7 +275,8 @@ class BipartiteLightConv(MessagePassing):
                 adj_t, weight = self._prepare(edge_index, edge_weight, size, x[0])
                 if self.cached:
                     self._cached_adj, self._cached_key = (adj_t, weight), key
-            assert isinstance(adj_t, EdgeIndex)
+            if not isinstance(adj_t, EdgeIndex):  # (A^T, A) as CSR
+                return _CSRPairMatmul.apply(x[0], adj_t, weight)
             # The fused path of `propagate` for an `EdgeIndex` expects it
             # sorted by destination in (src, dst) orientation, whose transposed
             # product has no bipartite backward in PyG 2.8; we call the fused
@@ -213,10 +292,14 @@ class BipartiteLightConv(MessagePassing):
         edge_weight: OptTensor,
         size: tuple[int, int],
         x: Tensor,
-    ) -> tuple[EdgeIndex, Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
+        # (A^T, A) as CSR, or (A^T as EdgeIndex, weights) for weights that
+        # require a gradient.
         edge_index = edge_index.as_subclass(Tensor)
         edge_weight = self._edge_weight(edge_index, edge_weight, size, x)
-        return to_fused_adj(edge_index, edge_weight, size[0], size[1])
+        if edge_weight is not None and edge_weight.requires_grad:
+            return to_fused_adj(edge_index, edge_weight, size[0], size[1])
+        return to_csr_pair(edge_index, edge_weight, size[0], size[1], dtype=x.dtype)
 
     def _edge_weight(
         self, edge_index: Tensor, edge_weight: OptTensor, size: tuple[int, int], x: Tensor

@@ -15,10 +15,10 @@ class ItemGraphConv(BipartiteLightConv):
 
     The weights are used as given (no normalisation; the kNN graphs of
     :func:`pyg_mentor.utils.knn_item_graph` are already normalised).
-    Like :class:`BipartiteLightConv`, it builds a destination-sorted
-    :class:`~torch_geometric.EdgeIndex` once (:obj:`cached=True` by default,
-    since semantic graphs are frozen) and propagates with one fused sparse-dense
-    product.
+    Like :class:`BipartiteLightConv`, it builds :math:`\mathbf{S}` and
+    :math:`\mathbf{S}^{\top}` as CSR matrices once (:obj:`cached=True` by
+    default, since semantic graphs are frozen) and propagates with one CSR
+    product forward and one backward.
 
     Args:
         cached (bool, optional): Keep the sorted adjacency of the first call.

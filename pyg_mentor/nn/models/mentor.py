@@ -306,8 +306,9 @@ class MENTOR(Recommender):
         return torch.cat(users, dim=-1), self.enhance(data, torch.cat(items, dim=-1))
 
     def _repeat(self, data: HeteroData, user: Tensor, item: Tensor) -> tuple[Tensor, Tensor]:
+        # S^L [x, .., x] = [S^L x, .., S^L x]: enhance once, then repeat.
         m = len(self.modalities)
-        return user.repeat(1, m), self.enhance(data, item.repeat(1, m))
+        return user.repeat(1, m), self.enhance(data, item).repeat(1, m)
 
     def forward(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         r"""The fused user :obj:`[U, Md]` and item :obj:`[I, Md]`
@@ -362,8 +363,8 @@ class MENTOR(Recommender):
             # All users and items, or the batch's on a sampled subgraph.
             return (user[bu], item[bi]) if sampled else (user, item)
 
-        full = {k: torch.cat(nodes(*reps[k])) for k in ('guide', 'fused', *self.modalities)}
-        align = self.align_weight * PF.align_loss(full)
+        full = {k: nodes(*reps[k]) for k in ('guide', 'fused', *self.modalities)}
+        align = self.align_weight * PF.align_loss(full)  # users and items together
 
         with torch.set_grad_enabled(self.feature_mask_grad and torch.is_grad_enabled()):
             mask_user, mask_item = nodes(user, item)

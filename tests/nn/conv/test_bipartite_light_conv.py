@@ -101,6 +101,40 @@ def test_edge_weight_and_no_normalisation():
     assert torch.allclose(out, dense @ x_src, atol=1e-6)
 
 
+@pytest.mark.parametrize('weight_grad', [False, True])
+def test_gradients_equal_the_dense_product(weight_grad):
+    # Inputs through the CSR pair (A^T forward, A backward); weights that
+    # require a gradient through PyG's fused EdgeIndex product. Duplicate
+    # edges add up.
+    edge_index = random_bipartite(6, 4, 10, seed=2)
+    edge_index = torch.cat([edge_index, edge_index[:, :1]], dim=1)  # a duplicate
+    w = torch.rand(edge_index.size(1), dtype=torch.float64, requires_grad=weight_grad)
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    out = BipartiteLightConv(normalize=False)((x, torch.zeros(4, 3)), edge_index, w)
+    dense = torch.zeros(4, 6, dtype=torch.float64)
+    dense = dense.index_put((edge_index[1], edge_index[0]), w, accumulate=True)
+    expected = dense @ x
+    g = torch.randn(4, 3, dtype=torch.float64)
+    inputs = (x, w) if weight_grad else (x,)
+    grads = torch.autograd.grad((out * g).sum(), inputs)
+    expected_grads = torch.autograd.grad((expected * g).sum(), inputs)
+    assert torch.allclose(out, expected, atol=1e-12)
+    for got, want in zip(grads, expected_grads):
+        assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_deepcopy_drops_the_cache_and_rebuilds_it():
+    import copy
+
+    edge_index = random_bipartite()
+    x = torch.randn(7, 3)
+    conv = BipartiteLightConv(cached=True)
+    out = conv((x, torch.zeros(5, 3)), edge_index)
+    twin = copy.deepcopy(conv)
+    assert conv._cached_adj is not None and twin._cached_adj is None
+    assert torch.equal(twin((x, torch.zeros(5, 3)), edge_index), out)
+
+
 def test_sparse_adjacency_input():
     edge_index = random_bipartite()
     x_src, x_dst = torch.randn(7, 3), torch.randn(5, 3)
