@@ -168,7 +168,12 @@ def embedding_noise(
     if not h.is_floating_point():
         raise TypeError(f"'h' must be a floating-point tensor (got {h.dtype})")
     noise = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
-    return h + torch.sign(h) * F.normalize(noise, dim=-1) * eps
+    # The perturbation is a constant for autograd (d sign(h) / dh = 0): built
+    # without a graph, so the backward pass is the identity, not four passes
+    # over zeros. Same values as sign(h) * normalize(noise) * eps.
+    with torch.no_grad():
+        delta = F.normalize(noise, dim=-1).mul_(eps).mul_(torch.sign(h))
+    return h + delta
 
 
 def degree_sensitive_pruning(
