@@ -75,14 +75,12 @@ def to_fused_adj(
 
 
 def _csr(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) -> Tensor:
-    # A torch.sparse CSR matrix from (row, col, value), any order.
-    perm = (row * size[1] + col).argsort()
-    row, col, value = row[perm], col[perm], value[perm]
-    crow = torch.zeros(size[0] + 1, dtype=torch.long, device=row.device)
-    crow[1:] = torch.bincount(row, minlength=size[0]).cumsum(0)
+    # A torch.sparse CSR matrix from (row, col, value), any order (duplicates
+    # summed), by torch's own COO -> CSR conversion.
+    coo = torch.sparse_coo_tensor(torch.stack([row, col]), value, size, check_invariants=False)
     with warnings.catch_warnings():  # "CSR support is in beta state"
         warnings.filterwarnings('ignore', 'Sparse CSR tensor support', UserWarning)
-        return torch.sparse_csr_tensor(crow, col, value, size, check_invariants=False)
+        return coo.to_sparse_csr()
 
 
 def to_csr_pair(
