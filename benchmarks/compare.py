@@ -333,8 +333,13 @@ def train_seeds(
     options: Mapping[str, Any],
     data_info: Mapping[str, Any],
     data_cache: str | Path | None = None,
+    train: bool = True,
 ) -> list[RunRecord]:
     r"""Trains (or resumes, or skips if finished) one model on every seed.
+
+    With :obj:`train=False` nothing is trained: finished runs are read, an
+    unfinished one is reported as it stands (status ``'partial'``), and the
+    seeds from the first one never started are left out.
 
     Args:
         model (str): Registered model name.
@@ -345,9 +350,11 @@ def train_seeds(
         options (Mapping[str, Any]): The resolved first-seed options (lists = grid).
         data_info (Mapping[str, Any]): How the data was loaded (checked on resume).
         data_cache (str or Path, optional): Cache folder of the item graphs.
+        train (bool): Train what is missing (else only report what exists).
     """
     from pyg_mentor.train import train_model, write_json
 
+    label = runs_dir.name  # the model's label in the comparison (e.g. a variant)
     records = []
     winner: dict[str, Any] = {}
     for i, seed in enumerate(seeds):
@@ -388,9 +395,14 @@ def train_seeds(
                 )
         epochs = int(run_options.get('epochs', TrainConfig.epochs))
         if _is_done(run_dir, epochs):
-            log.info('%s seed %d: finished, skipped (%s)', model, seed, run_dir)
+            log.info('%s seed %d: finished, skipped (%s)', label, seed, run_dir)
+        elif not train:
+            if read_json(run_dir / 'run.json') is None:
+                log.info('%s seed %d: not started, left out (report only)', label, seed)
+                break
+            log.info('%s seed %d: unfinished, reported as it stands (%s)', label, seed, run_dir)
         else:
-            log.info('%s seed %d (%d/%d): training in %s', model, seed, i + 1, len(seeds), run_dir)
+            log.info('%s seed %d (%d/%d): training in %s', label, seed, i + 1, len(seeds), run_dir)
             write_json(stamp_path, stamp)
             t0 = time.perf_counter()
             metrics = train_model(
@@ -404,7 +416,7 @@ def train_seeds(
             )
             log.info(
                 '%s seed %d: %s at epoch %d of %d, test %s %.4f (%.0f s)',
-                model,
+                label,
                 seed,
                 metrics['status'],
                 metrics['best_epoch'],
@@ -418,7 +430,7 @@ def train_seeds(
         if i == 0 and 'trials' in saved.result:
             # The grid's winner (chosen on valid) for every later seed.
             winner = dict(saved.result['varied'])
-            log.info('%s: grid winner %s reused for the other seeds', model, winner)
+            log.info('%s: grid winner %s reused for the other seeds', label, winner)
     return records
 
 
@@ -488,13 +500,14 @@ def why_they_differ(
         )
     partial = [r for r in records if r.status == 'partial']
     for r in partial:
+        what = f'{"imported run" if r.source == "imported" else "run"} {r.path}'
         if r.test:
             notes.append(
-                f'imported run {r.path} is unfinished ({r.epochs_run} epochs '
-                f'so far, best at epoch {r.best_epoch}): numbers are provisional'
+                f'{what} is unfinished ({r.epochs_run} epochs so far, best at epoch '
+                f'{r.best_epoch}): numbers are provisional'
             )
         else:
-            notes.append(f'imported run {r.path} has no finished epoch yet')
+            notes.append(f'{what} has no finished epoch yet')
     if any(r.status == 'nan_loss' for r in records):
         notes.append('a run stopped on a non-finite loss (its best epoch before that is reported)')
     trained = [r for r in records if r.source == 'trained']
@@ -633,6 +646,15 @@ def format_report(report: Mapping[str, Any]) -> str:
             else 'registered defaults plus overrides (no grid search)'
         )
         + (f'; epochs capped at {report["max_epochs"]}' if report['max_epochs'] else ''),
+        *(
+            [
+                '- **Report only** (`--report-only`): nothing was trained by this '
+                'invocation; unfinished runs are reported as they stand (status '
+                '"partial"), seeds not yet started are left out'
+            ]
+            if report.get('report_only')
+            else []
+        ),
         '- Protocol: MMRec (full ranking, train items masked, early stopping on the '
         f'valid metric ({_recorded(by_model, "valid_metric")}) rounded to '
         f'{SCORE_DECIMALS} decimals, patience {_recorded(by_model, "patience")}, as '
@@ -837,6 +859,7 @@ def compare(
     name: str | None = None,
     command: str | None = None,
     notes: Mapping[str, str] | None = None,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     r"""Trains :obj:`models` on :obj:`seeds` seeds each (resuming and skipping
     finished runs), imports existing runs, and writes the report
@@ -874,6 +897,10 @@ def compare(
         command (str, optional): The command line, recorded in the report.
         notes (Mapping[str, str], optional): A note per model added to the
             generated ones (e.g. where fixed hyper-parameters come from).
+        report_only (bool): Train nothing: report the runs that exist under
+            :obj:`runs_dir`, unfinished ones as they stand (``partial``), e.g.
+            while a long comparison is still running elsewhere. Models without
+            any run are left out of the report.
 
     Returns:
         dict: The report (what the JSON file holds).
@@ -952,8 +979,12 @@ def compare(
             resolved[m],
             load_info,
             data_cache=item_graph_cache_dir(dataset, root),
+            train=not report_only,
         )
-        entries.append((m, records, False))
+        if records:
+            entries.append((m, records, False))
+        else:
+            log.info('%s: no run under %s, left out of the report', m, runs_root / m)
     for m in [m for m in models if m in imported_models] + sorted(imported_models - set(models)):
         records = [load_run_record(p, variants[m]) for mm, p in imports if mm == m]
         for r in records:
@@ -966,6 +997,7 @@ def compare(
         'seeds': seed_list,
         'grid': grid,
         'max_epochs': max_epochs,
+        'report_only': report_only,
         'data': data_info,
         'paper_source': paper_table()['source'],
         'models': [],
@@ -1004,11 +1036,12 @@ def compare(
         report['models'].append(entries_dict)
 
     report['compute_seconds'] = sum(
-        (r['seconds_per_epoch'] + r['eval_seconds_per_epoch']) * r['epochs_run']
+        sum(s for s in (r['seconds_per_epoch'], r['eval_seconds_per_epoch']) if s == s)
+        * r['epochs_run']
         for e in report['models']
         if not e['imported']
         for r in e['runs']
-    )
+    )  # `s == s`: a partial run has no evaluation time (NaN)
     out.mkdir(parents=True, exist_ok=True)
     chart = out / f'{stem}.png'
     if plot:
@@ -1127,6 +1160,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument('--no-plot', action='store_true', help='no PNG bar chart')
     parser.add_argument(
+        '--report-only',
+        action='store_true',
+        help='train nothing: report the runs that exist under --runs (unfinished '
+        'ones as they stand, marked partial), e.g. while the comparison still runs',
+    )
+    parser.add_argument(
         '--scale', type=float, default=1.0, help='size factor of synthetic-<shape> datasets'
     )
     parser.add_argument('--data-seed', type=int, default=0, help='seed of the synthetic generator')
@@ -1180,6 +1219,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         name=args.name,
         command=f'{prog} {shlex.join(argv)}',
         notes=dict(parse_model_pairs(args.note, '--note', 'TEXT')),
+        report_only=args.report_only,
     )
     stem = out / (args.name or f'compare_{args.dataset}')
     print(stem.with_suffix('.md').read_text())

@@ -400,3 +400,38 @@ def test_rerun_with_the_same_models_skips_finished_runs(tmp_path, monkeypatch, c
     assert f'report: {tmp_path / "runs" / "compare_synthetic.md"}' in out
     assert '| mf_bpr | 1 |' in out and '| lightgcn | 1 |' in out
     assert '- Command: `python benchmarks/compare.py --dataset synthetic' in out
+
+
+def test_report_only_reports_what_exists(data, tmp_path, monkeypatch):
+    run_compare(data, tmp_path, models=['mf_bpr'])
+    run_compare(data, tmp_path, models=['lightgcn'], seeds=1, options={'epochs': 3})
+    # lightgcn seed 999 is interrupted (no metrics.json); seed 1000 never started.
+    partial = tmp_path / 'runs' / 'lightgcn' / 'seed-999'
+    (partial / 'metrics.json').unlink()
+    with open(partial / 'log.csv', newline='') as f:
+        log = list(csv.DictReader(f))
+    # The trainer's rule, re-derived: first epoch with the best valid R@20 (4 decimals).
+    best = max(log, key=lambda r: (round(float(r['valid/recall@20']), 4), -int(r['epoch'])))
+
+    def fail(*args, **kwargs):
+        raise AssertionError('report_only trained a model')
+
+    monkeypatch.setattr(pyg_mentor.train, 'train_model', fail)
+    report = run_compare(
+        data,
+        tmp_path,
+        models=['mf_bpr', 'lightgcn', 'lgn_b=lightgcn'],
+        model_options={'lightgcn': {'epochs': 3}, 'lgn_b': {'num_layers': 1}},
+        report_only=True,
+    )
+    entries = {e['model']: e for e in report['models']}
+    assert list(entries) == ['mf_bpr', 'lightgcn']  # lgn_b has no run: left out
+    assert entries['mf_bpr']['summary']['runs'] == 2
+    (run,) = entries['lightgcn']['runs']
+    assert run['status'] == 'partial' and run['seed'] == 999
+    assert run['best_epoch'] == int(best['epoch'])
+    assert run['test']['recall@20'] == pytest.approx(float(best['test/recall@20']))
+    text = (tmp_path / 'out' / 'compare_tiny.md').read_text()
+    assert '**Report only**' in text and 'partial (unfinished)' in text
+    assert any(n.startswith(f'run {partial} is unfinished') for n in entries['lightgcn']['notes'])
+    assert report['compute_seconds'] > 0  # a partial run's missing eval time is not NaN
