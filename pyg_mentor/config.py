@@ -78,6 +78,10 @@ class TrainConfig:
             training, so that a seed gives bit-identical runs on the CPU (the
             multi-threaded gradient accumulation of repeated indices is
             otherwise order-dependent); measured at no cost on LightGCN/Baby.
+            Torch's filling of new tensors in that mode
+            (:attr:`torch.utils.deterministic.fill_uninitialized_memory`) is
+            turned off during training: it is a write pass over every
+            allocation and changes no result here.
         sampler (str): Training batches: ``'interactions'`` (MMRec: shuffled
             training pairs, :obj:`batch_size` per batch, negatives from the
             training items) or ``'users'`` (MMSSL's release: :obj:`batch_size`

@@ -510,13 +510,22 @@ class Trainer:
             previous = (
                 torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.utils.deterministic.fill_uninitialized_memory,
             )
             if self.config.deterministic:
                 torch.use_deterministic_algorithms(True, warn_only=True)
+                # In this mode torch also fills every new tensor with NaN, so that
+                # a kernel reading memory it never wrote is reproducible: a full
+                # write pass over every allocation (MENTOR's training epoch on
+                # Last.fm-2K: 1.06x slower with it, benchmarks/train_epoch.py). No
+                # kernel used here reads unwritten memory, and runs stay
+                # bit-identical without it (tests/test_train.py).
+                torch.utils.deterministic.fill_uninitialized_memory = False
             try:
                 return self._fit(resume)
             finally:
                 torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+                torch.utils.deterministic.fill_uninitialized_memory = previous[2]
 
     def _fit(self, resume: bool) -> TrainResult:
         cfg = self.config

@@ -7,7 +7,7 @@ import torch
 
 from pyg_mentor.config import TrainConfig
 from pyg_mentor.datasets.synthetic import make_planted
-from pyg_mentor.nn.models import LightGCN, Recommender
+from pyg_mentor.nn.models import MFBPR, LightGCN, Recommender
 from pyg_mentor.train import Trainer, train_model
 
 
@@ -222,3 +222,26 @@ def test_trainer_owns_the_optimisers_and_the_epoch_graph(data):
     # One step each: w <- w - 0.1 * 2w, v <- v - 0.2 * 2v.
     assert torch.allclose(model.w, torch.full((2,), 0.8))
     assert torch.allclose(model.v, torch.full((1,), 0.6))
+
+
+def test_deterministic_mode_without_filling_new_tensors(data, monkeypatch):
+    # During training: deterministic algorithms on, torch's NaN-filling of every
+    # new tensor off (a write pass per allocation); both restored afterwards.
+    seen = []
+    loss = MFBPR.loss
+
+    def spy(self, *args, **kwargs):
+        seen.append(
+            (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.utils.deterministic.fill_uninitialized_memory,
+            )
+        )
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(MFBPR, 'loss', spy)
+    before = torch.utils.deterministic.fill_uninitialized_memory
+    train_model('mf_bpr', data, {'epochs': 1, 'progress': False, 'checkpoint': False})
+    assert seen and all(on and not fill for on, fill in seen)
+    assert torch.utils.deterministic.fill_uninitialized_memory == before
+    assert not torch.are_deterministic_algorithms_enabled()
