@@ -137,6 +137,8 @@ class RunRecord:
     surrogate_features: str | None = None
     dataset: str | None = None
     patience: int | None = None
+    #: The item modalities the run was restricted to (``None``: all of the data's).
+    modalities: list[str] | None = None
 
     @property
     def capped(self) -> bool:
@@ -295,6 +297,7 @@ def record_from_run(saved: SavedRun, source: str) -> RunRecord:
         surrogate_features=saved.source.surrogate_features,
         dataset=saved.source.dataset,
         patience=cfg.patience,
+        modalities=saved.data_config.get('modalities'),
     )
 
 
@@ -612,10 +615,14 @@ def _recorded(records_by_model: Mapping[str, Sequence[RunRecord]], key: str) -> 
 def _hyper_text(records: Sequence[RunRecord]) -> str:
     first = records[0]
     if first.varied:
-        return ', '.join(f'{k}={v}' for k, v in first.varied.items()) + (
+        text = ', '.join(f'{k}={v}' for k, v in first.varied.items()) + (
             f' (grid of {first.num_trials})' if first.num_trials > 1 else ''
         )
-    return _short_kwargs(first)
+    else:
+        text = _short_kwargs(first)
+    if first.modalities is not None:
+        text += f'; modalities: {", ".join(first.modalities)} only'
+    return text
 
 
 def format_report(report: Mapping[str, Any]) -> str:

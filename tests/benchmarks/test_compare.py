@@ -435,3 +435,23 @@ def test_report_only_reports_what_exists(data, tmp_path, monkeypatch):
     assert '**Report only**' in text and 'partial (unfinished)' in text
     assert any(n.startswith(f'run {partial} is unfinished') for n in entries['lightgcn']['notes'])
     assert report['compute_seconds'] > 0  # a partial run's missing eval time is not NaN
+
+
+def test_report_names_the_modalities_of_an_ablation(data, tmp_path):
+    report = run_compare(
+        data,
+        tmp_path,
+        models=['vbpr', 'vbpr_text=vbpr'],
+        seeds=1,
+        model_options={'vbpr_text': {'modalities': 'text'}},
+        plot=False,
+    )
+    runs = {e['model']: e['runs'][0] for e in report['models']}
+    assert runs['vbpr']['modalities'] is None and runs['vbpr_text']['modalities'] == ['text']
+    rows = {
+        line.split(' | ')[0][2:]: line
+        for line in (tmp_path / 'out' / 'compare_tiny.md').read_text().splitlines()
+        if line.startswith('| vbpr')
+    }
+    assert 'modalities: text only' in rows['vbpr_text']
+    assert 'modalities' not in rows['vbpr']
