@@ -448,14 +448,28 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), std
 
 
+def _in_mean(records: Sequence[RunRecord]) -> list[RunRecord]:
+    r"""The runs a model's mean and std are over: those with test metrics,
+    without the unfinished ones when finished ones exist."""
+    scored = [r for r in records if r.test]
+    return [r for r in scored if r.status != 'partial'] or scored
+
+
 def aggregate(records: Sequence[RunRecord]) -> dict[str, Any]:
     r"""Mean and sample standard deviation over the runs of one model.
 
     Runs without test metrics (an imported run with no finished epoch) are
-    counted in ``runs`` but not in the statistics.
+    counted in ``runs`` but not in the statistics, and so are unfinished
+    (``'partial'``) runs when the model has finished ones: a run stopped early
+    in its training would pull the mean down (``partial_left_out`` counts them).
     """
-    scored = [r for r in records if r.test]
-    out: dict[str, Any] = {'runs': len(records), 'scored_runs': len(scored)}
+    scored = _in_mean(records)
+    left_out = sum(1 for r in records if r.test) - len(scored)
+    out: dict[str, Any] = {
+        'runs': len(records),
+        'scored_runs': len(scored),
+        'partial_left_out': left_out,
+    }
     for metric in METRICS:
         mean, std = _mean_std([r.test.get(metric, math.nan) for r in scored])
         out[metric] = {'mean': mean, 'std': std}
@@ -541,10 +555,11 @@ def why_they_differ(
                 )
                 + f'); the paper tunes {sorted(full)} per dataset'
             )
-    if len(records) > 1:
+    in_mean = _in_mean(records)
+    if len(in_mean) > 1:
         notes.append(
-            f'mean ± std over {len(records)} runs (seeds '
-            f'{", ".join(str(r.seed) for r in records)})'
+            f'mean ± std over {len(in_mean)} runs (seeds '
+            f'{", ".join(str(r.seed) for r in in_mean)})'
             + ('; the paper reports one run' if paper else '')
         )
     if any(r.source == 'imported' for r in records):
@@ -678,6 +693,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         s = entry['summary']
         records = by_model[entry['model']]
         runs = f'{s["scored_runs"]}' + (' (imported)' if entry['imported'] else '')
+        if s.get('partial_left_out'):
+            runs += f' (+{s["partial_left_out"]} unfinished, not in the mean)'
         metric_cells = ' | '.join(_fmt(s[m]['mean'], s[m]['std']) for m in METRICS)
         lines.append(
             f'| {entry["model"]} | {runs} | {_hyper_text(records)} | {metric_cells} '

@@ -455,3 +455,24 @@ def test_report_names_the_modalities_of_an_ablation(data, tmp_path):
     }
     assert 'modalities: text only' in rows['vbpr_text']
     assert 'modalities' not in rows['vbpr']
+
+
+def test_unfinished_runs_stay_out_of_the_mean_of_finished_ones():
+    from benchmarks.compare import RunRecord, aggregate
+
+    def record(seed, status, r20):
+        return RunRecord(
+            model='mf_bpr', seed=seed, path='p', source='trained', status=status,
+            best_epoch=5, epochs_run=6, epochs_cap=10, seconds_per_epoch=1.0,
+            eval_seconds_per_epoch=0.1, test={m: r20 for m in METRICS},
+        )  # fmt: skip
+
+    done = [record(999, 'early_stopped', 0.4), record(1000, 'early_stopped', 0.5)]
+    summary = aggregate([*done, record(1001, 'partial', 0.1)])
+    assert summary['scored_runs'] == 2 and summary['partial_left_out'] == 1
+    assert summary['recall@20']['mean'] == pytest.approx(0.45)
+    assert summary['recall@20']['std'] == pytest.approx(statistics.stdev([0.4, 0.5]))
+    # Only unfinished runs (e.g. one imported partial run): they are what there is.
+    only = aggregate([record(1001, 'partial', 0.1)])
+    assert only['scored_runs'] == 1 and only['partial_left_out'] == 0
+    assert only['recall@20']['mean'] == pytest.approx(0.1)
