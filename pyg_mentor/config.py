@@ -399,9 +399,16 @@ def check_device(device: str) -> None:
             raise ValueError(f"device '{device}' is not available on this machine; use device=cpu")
 
 
+#: A bare word inside a ``--set`` list (not part of a number or a quoted string).
+_BARE_WORD = re.compile(r"""(?<![\w.'"@-])([A-Za-z_][\w@.-]*)(?![\w'"])""")
+_WORD_LITERALS = {'true': 'True', 'false': 'False', 'none': 'None', 'null': 'None'}
+
+
 def parse_value(text: str) -> Any:
     r"""Parses a ``--set`` value: Python/JSON literals (numbers, booleans,
-    lists, strings in quotes); anything else is kept as a plain string."""
+    lists, strings in quotes); in a list, bare words are strings
+    (``[text]``, ``[[text],[audio,text]]``, ``[recall@10, ndcg@20]``);
+    anything else is kept as a plain string."""
     lowered = text.strip()
     if lowered in ('true', 'false'):
         return lowered == 'true'
@@ -410,7 +417,16 @@ def parse_value(text: str) -> Any:
     try:
         return ast.literal_eval(lowered)
     except (ValueError, SyntaxError):
-        return text
+        pass
+    if lowered.startswith('[') and lowered.endswith(']'):
+        quoted = _BARE_WORD.sub(
+            lambda m: _WORD_LITERALS.get(m.group(1).lower(), repr(m.group(1))), lowered
+        )
+        try:
+            return ast.literal_eval(quoted)
+        except (ValueError, SyntaxError):
+            pass
+    return text
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:

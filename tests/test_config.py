@@ -20,6 +20,13 @@ def test_parse_values():
     assert parse_value('[1, 2]') == [1, 2]
     assert parse_value('true') is True
     assert parse_value('recall@10') == 'recall@10'
+    # Bare words in lists are strings; numbers, booleans and quoted strings as before.
+    assert parse_value('[text]') == ['text']
+    assert parse_value('[[text],[audio, text]]') == [['text'], ['audio', 'text']]
+    assert parse_value('[recall@10, ndcg@20]') == ['recall@10', 'ndcg@20']
+    assert parse_value('[1e-3, 2, true, none, "a b"]') == [0.001, 2, True, None, 'a b']
+    assert parse_value("[x_1, 'y']") == ['x_1', 'y']
+    assert parse_value('[text') == '[text'  # not a list: kept as written
     assert parse_assignments(['lr=0.1', 'valid_metric=ndcg@20']) == {
         'lr': 0.1,
         'valid_metric': 'ndcg@20',
